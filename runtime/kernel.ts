@@ -1,0 +1,171 @@
+/**
+ * A loaded kernel: a CUBIN module, its entry function, and a reusable argument buffer.
+ * `launch` packs arguments in place and calls `cuLaunchKernel` (or `cuLaunchKernelEx` for clusters).
+ *
+ * @module
+ */
+import type { KernelSource } from "../codegen/kernel_source.ts";
+import { check, driver } from "./driver.ts";
+import { Device, type Stream } from "./device.ts";
+import { FUNC_ATTR } from "./_ffi_cuda.ts";
+import { cstr, handle } from "./_c.ts";
+import { type Arg, ArgPacker } from "./launch.ts";
+import { LaunchError, LoadError } from "./errors.ts";
+import { CudaError } from "./errors.ts";
+
+/** Grid as a block count or [x, y, z]. */
+export type Grid = number | readonly [number, number, number];
+
+/** Per-launch overrides. */
+export interface LaunchOptions {
+  stream?: Stream;
+  block?: readonly [number, number, number];
+  sharedBytes?: number;
+}
+
+/** A CUDA module loaded from a CUBIN (several kernels may share one). */
+export class Module {
+  #h: Deno.PointerValue;
+  constructor(cubin: Uint8Array, readonly device: Device, readonly name: string) {
+    device.makeCurrent();
+    const out = new BigUint64Array(1);
+    try {
+      check(driver().cuModuleLoadData(out, cubin as Uint8Array<ArrayBuffer>), `cuModuleLoadData(${name})`);
+    } catch (e) {
+      throw new LoadError(`could not load the module of ${name}: ${(e as Error).message}`, { cause: e });
+    }
+    this.#h = handle(out);
+  }
+  function(entry: string): Deno.PointerObject {
+    if (this.#h === null) throw new LoadError(`module ${this.name} was unloaded`);
+    const out = new BigUint64Array(1);
+    try {
+      check(driver().cuModuleGetFunction(out, this.#h, cstr(entry)), `cuModuleGetFunction(${entry})`);
+    } catch (e) {
+      throw new LoadError(`${this.name} has no kernel named "${entry}" (is it extern "C"?)`, { cause: e });
+    }
+    return handle(out);
+  }
+  dispose(): void {
+    if (this.#h !== null) {
+      check(driver().cuModuleUnload(this.#h), "cuModuleUnload");
+      this.#h = null;
+    }
+  }
+}
+
+/** A kernel ready to launch. */
+export class LoadedKernel {
+  readonly fn: Deno.PointerObject;
+  readonly packer: ArgPacker;
+  /** Registers per thread and local (spill/stack) bytes, as the driver reports. */
+  readonly registers: number;
+  readonly localBytes: number;
+  #smemSet = 48 * 1024;
+  #cfg?: { buf: Uint8Array<ArrayBuffer>; view: DataView };
+
+  constructor(readonly source: KernelSource, readonly module: Module, readonly arch: string) {
+    this.fn = module.function(source.entry);
+    this.packer = new ArgPacker(source.params, source.name);
+    this.registers = this.#attr(FUNC_ATTR.NUM_REGS);
+    this.localBytes = this.#attr(FUNC_ATTR.LOCAL_SIZE_BYTES);
+    if (source.sharedBytes > this.#smemSet) this.#raiseShared(source.sharedBytes);
+  }
+
+  get name(): string {
+    return this.source.name;
+  }
+  get device(): Device {
+    return this.module.device;
+  }
+
+  #attr(a: number): number {
+    const v = new Int32Array(1);
+    check(driver().cuFuncGetAttribute(v, a, this.fn), "cuFuncGetAttribute");
+    return v[0];
+  }
+
+  #raiseShared(bytes: number): void {
+    const max = this.device.info.maxSharedPerBlockOptin;
+    if (bytes > max) {
+      throw new LaunchError(`${this.name} asks for ${bytes} bytes of shared memory; the device allows ${max}`);
+    }
+    check(
+      driver().cuFuncSetAttribute(this.fn, FUNC_ATTR.MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes),
+      `cuFuncSetAttribute(${this.name}, MAX_DYNAMIC_SHARED_SIZE_BYTES, ${bytes})`,
+    );
+    this.#smemSet = bytes;
+  }
+
+  /**
+   * Launch on `grid` with `args` (one per parameter of the kernel's ParamSpec list). A grid with a
+   * zero dimension launches nothing. Asynchronous: errors inside the kernel surface at the next sync.
+   */
+  launch(grid: Grid, args: readonly Arg[], opts?: LaunchOptions): void {
+    let gx: number, gy = 1, gz = 1;
+    if (typeof grid === "number") gx = grid;
+    else [gx, gy, gz] = grid;
+    if (gx === 0 || gy === 0 || gz === 0) return;
+    if (!(gx > 0 && gy > 0 && gz > 0 && gy < 65536 && gz < 65536 && gx < 2 ** 31)) {
+      throw new LaunchError(`${this.name}: bad grid [${gx}, ${gy}, ${gz}]`);
+    }
+    const b = opts?.block ?? this.source.block;
+    const smem = opts?.sharedBytes ?? this.source.sharedBytes;
+    if (smem > this.#smemSet) this.#raiseShared(smem);
+    this.packer.pack(args);
+    const stream = (opts?.stream ?? this.device.stream).handle;
+    const cu = driver();
+    let rc: number;
+    if (this.source.cluster) {
+      rc = cu.cuLaunchKernelEx(this.#config(gx, gy, gz, b, smem, stream), this.fn, null, this.packer.extra);
+    } else {
+      rc = cu.cuLaunchKernel(this.fn, gx, gy, gz, b[0], b[1], b[2], smem, stream, null, this.packer.extra);
+    }
+    if (rc !== 0) {
+      try {
+        check(rc, this.source.cluster ? "cuLaunchKernelEx" : "cuLaunchKernel");
+      } catch (e) {
+        const err = e as CudaError;
+        throw new LaunchError(
+          `launch of ${this.name} (grid [${gx}, ${gy}, ${gz}], block [${b}], ${smem} B shared, ` +
+            `${this.registers} registers) failed: ${err.message}`,
+          { cause: e },
+        );
+      }
+    }
+  }
+
+  /** CUlaunchConfig + one CUlaunchAttribute (cluster dimension), built once and rewritten in place. */
+  #config(
+    gx: number,
+    gy: number,
+    gz: number,
+    b: readonly number[],
+    smem: number,
+    stream: Deno.PointerValue,
+  ): Uint8Array<ArrayBuffer> {
+    if (!this.#cfg) {
+      const buf = new Uint8Array(new ArrayBuffer(56 + 72));
+      const view = new DataView(buf.buffer);
+      const c = this.source.cluster!;
+      view.setUint32(56, 4, true); // CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
+      view.setUint32(64, c[0], true);
+      view.setUint32(68, c[1], true);
+      view.setUint32(72, c[2], true);
+      const attrsAddr = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf))) + 56n;
+      view.setBigUint64(40, attrsAddr, true);
+      view.setUint32(48, 1, true);
+      this.#cfg = { buf, view };
+    }
+    const v = this.#cfg.view;
+    v.setUint32(0, gx, true);
+    v.setUint32(4, gy, true);
+    v.setUint32(8, gz, true);
+    v.setUint32(12, b[0], true);
+    v.setUint32(16, b[1], true);
+    v.setUint32(20, b[2], true);
+    v.setUint32(24, smem, true);
+    v.setBigUint64(32, BigInt(Deno.UnsafePointer.value(stream)), true);
+    return this.#cfg.buf;
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * Device-event timing: warm up, then time each repetition between two events and take the median.
+ *
+ * Small kernels run faster than the host can queue them, so the intervals between events would
+ * measure the host. Before the timed repetitions a spin kernel holds the GPU for long enough that
+ * every repetition is queued before the first one starts: the intervals are then GPU time.
+ *
+ * @module
+ */
+import { Device, Event } from "./device.ts";
+import { jit } from "./jit.ts";
+import type { KernelSource } from "../codegen/kernel_source.ts";
+
+/** Result of {@linkcode timeKernel}, in microseconds. */
+export interface Timing {
+  medianUs: number;
+  minUs: number;
+  maxUs: number;
+  reps: number;
+}
+
+const SPIN: KernelSource = {
+  name: "kiln_spin",
+  entry: "kiln_spin",
+  source: `extern "C" __global__ void kiln_spin(unsigned long long ns) {
+  unsigned long long t0;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  for (;;) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    if (t - t0 >= ns) break;
+    __nanosleep(1000);
+  }
+}`,
+  params: [{ name: "ns", kind: "u64" }],
+  block: [1, 1, 1],
+  sharedBytes: 0,
+  minArch: 70,
+};
+
+/** Keep the GPU busy for `us` microseconds on the device's kiln stream. */
+export async function spin(us: number, device: Device = Device.get()): Promise<void> {
+  const k = await jit(SPIN, { device });
+  k.launch(1, [BigInt(Math.round(us * 1000))]);
+}
+
+/**
+ * Time `fn` (which queues GPU work on the device's kiln stream) with device events. `fn` receives the
+ * repetition index so callers can rotate among input sets larger than L2. `hostUsPerRep` is a guess of
+ * the host cost of one repetition, used to size the spin (default 20 µs).
+ */
+export async function timeKernel(
+  fn: (rep: number) => void,
+  opts: { warmup?: number; reps?: number; device?: Device; hostUsPerRep?: number } = {},
+): Promise<Timing> {
+  const dev = opts.device ?? Device.get();
+  const warmup = opts.warmup ?? 5, reps = opts.reps ?? 30;
+  for (let i = 0; i < warmup; i++) fn(i);
+  dev.stream.synchronize();
+  const evs = Array.from({ length: reps + 1 }, () => new Event());
+  try {
+    await spin(Math.min(200_000, 500 + reps * (opts.hostUsPerRep ?? 20)), dev);
+    evs[0].record(dev.stream);
+    for (let i = 0; i < reps; i++) {
+      fn(warmup + i);
+      evs[i + 1].record(dev.stream);
+    }
+    const us = evs.slice(1).map((e, i) => e.elapsedSince(evs[i]) * 1000).sort((a, b) => a - b);
+    return { medianUs: us[Math.floor(us.length / 2)], minUs: us[0], maxUs: us[us.length - 1], reps };
+  } finally {
+    evs.forEach((e) => e.dispose());
+  }
+}

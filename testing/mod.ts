@@ -1,0 +1,3 @@
+/** Numeric assertions and seeded random inputs for kiln's tests, examples and benchmarks. @module */
+export * from "./assert.ts";
+export * from "./random.ts";

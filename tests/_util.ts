@@ -1,0 +1,38 @@
+/**
+ * Test tiers. `gpuTest` registers a test named "gpu: ..." that is ignored (and says why, once) when
+ * there is no CUDA device; `compileTest` a "compile: ..." test that needs only libnvrtc.
+ */
+import { devices } from "../runtime/device.ts";
+import { hasNvrtc } from "../runtime/nvrtc.ts";
+
+const found = devices();
+/** True when a CUDA device is usable here. */
+export const GPU: boolean = found.devices.length > 0;
+/** True when NVRTC can be loaded here. */
+export const NVRTC: boolean = hasNvrtc();
+
+let saidGpu = false, saidNvrtc = false;
+
+/** A GPU-tier test: ignored, visibly, without a device. */
+export function gpuTest(name: string, fn: (t: Deno.TestContext) => void | Promise<void>): void {
+  if (!GPU && !saidGpu) {
+    console.log(`skipped: no CUDA device (${found.reason}) — gpu: tests are ignored`);
+    saidGpu = true;
+  }
+  Deno.test({ name: `gpu: ${name}`, ignore: !GPU, fn, sanitizeResources: false, sanitizeOps: false });
+}
+
+/** A compile-tier test: ignored, visibly, without libnvrtc. */
+export function compileTest(name: string, fn: (t: Deno.TestContext) => void | Promise<void>): void {
+  if (!NVRTC && !saidNvrtc) {
+    console.log("skipped: no NVRTC library — compile: tests are ignored (set KILN_NVRTC_LIB)");
+    saidNvrtc = true;
+  }
+  Deno.test({ name: `compile: ${name}`, ignore: !NVRTC, fn, sanitizeResources: false, sanitizeOps: false });
+}
+
+/** Architectures the compile tier builds for, by the kernel's claims. */
+export function archsFor(minArch: number, archSpecific = false): string[] {
+  if (archSpecific) return ["sm_90a"];
+  return [["sm_80", 80], ["sm_89", 89], ["sm_90a", 90]].filter(([, cc]) => (cc as number) >= minArch).map(([a]) => a as string);
+}
