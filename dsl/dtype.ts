@@ -138,17 +138,28 @@ interface MiniFloat {
   mbits: number;
   bias: number;
   max: number;
-  /** Code for NaN (without the sign bit). */
+  /** Code for NaN (without the sign bit); -1 when the format has none. */
   nan: number;
+  /** IEEE-style: the all-ones exponent holds inf (mantissa 0) and NaN. */
+  ieee?: boolean;
   /** "sat": overflow saturates to ±max (satfinite); "inf": overflow gives ±inf code `inf`. */
   overflow: "sat" | "inf";
   inf?: number;
 }
 
 const E4M3: MiniFloat = { ebits: 4, mbits: 3, bias: 7, max: 448, nan: 0x7f, overflow: "sat" };
-const E5M2: MiniFloat = { ebits: 5, mbits: 2, bias: 15, max: 57344, nan: 0x7f, overflow: "sat" };
-const F16: MiniFloat = { ebits: 5, mbits: 10, bias: 15, max: 65504, nan: 0x7e00, overflow: "inf", inf: 0x7c00 };
-const E2M1: MiniFloat = { ebits: 2, mbits: 1, bias: 1, max: 6, nan: 0x7, overflow: "sat" };
+const E5M2: MiniFloat = { ebits: 5, mbits: 2, bias: 15, max: 57344, nan: 0x7f, overflow: "sat", ieee: true };
+const F16: MiniFloat = {
+  ebits: 5,
+  mbits: 10,
+  bias: 15,
+  max: 65504,
+  nan: 0x7e00,
+  overflow: "inf",
+  inf: 0x7c00,
+  ieee: true,
+};
+const E2M1: MiniFloat = { ebits: 2, mbits: 1, bias: 1, max: 6, nan: -1, overflow: "sat" };
 
 function miniEncode(x: number, f: MiniFloat): number {
   const signBit = 1 << (f.ebits + f.mbits);
@@ -186,10 +197,10 @@ function miniDecode(code: number, f: MiniFloat): number {
   const signBit = 1 << (f.ebits + f.mbits);
   const sign = code & signBit ? -1 : 1;
   const mag = code & (signBit - 1);
-  if (mag === f.nan || (f.overflow === "inf" && mag > f.inf!)) return NaN;
-  if (f.overflow === "inf" && mag === f.inf) return sign * Infinity;
   const e = mag >> f.mbits;
   const m = mag & ((1 << f.mbits) - 1);
+  if (f.ieee && e === (1 << f.ebits) - 1) return m === 0 ? sign * Infinity : NaN;
+  if (mag === f.nan) return NaN;
   if (e === 0) return sign * m * 2 ** (1 - f.bias - f.mbits);
   return sign * (1 + m / 2 ** f.mbits) * 2 ** (e - f.bias);
 }
@@ -348,6 +359,7 @@ export function decodeScalar(dtype: DType, code: number): number {
 /** Round `x` to the nearest value representable in `dtype` (what a store then a load would give). */
 export function roundTo(dtype: DType, x: number): number {
   if (dtype === "f32") return Math.fround(x);
+  if (dtype === "i32" || dtype === "u32" || dtype === "i64") return Math.trunc(x);
   return decodeScalar(dtype, encodeScalar(dtype, x));
 }
 

@@ -44,6 +44,8 @@ export const CUDA_SYMBOLS = {
   cuModuleGetFunction: { parameters: ["buffer", "pointer", "buffer"], result: "i32" }, // CUfunction*, mod, name
   cuFuncSetAttribute: { parameters: ["pointer", "i32", "i32"], result: "i32" }, // CUfunction, attrib, value
   cuFuncGetAttribute: { parameters: ["buffer", "i32", "pointer"], result: "i32" }, // int*, attrib, CUfunction
+  // CUfunction, size_t paramIndex, size_t* paramOffset, size_t* paramSize (CUDA 12.4+)
+  cuFuncGetParamInfo: { parameters: ["pointer", "usize", "buffer", "buffer"], result: "i32", optional: true },
   // f, gridDimX..Z, blockDimX..Z, sharedMemBytes, hStream, void** kernelParams, void** extra
   cuLaunchKernel: {
     parameters: ["pointer", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "pointer", "pointer", "buffer"],

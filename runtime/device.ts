@@ -14,6 +14,7 @@
 import { check, driver } from "./driver.ts";
 import { DEV_ATTR } from "./_ffi_cuda.ts";
 import { handle } from "./_c.ts";
+import { LibraryNotFoundError } from "./errors.ts";
 
 /** Facts about a device, read once when it is opened. */
 export interface DeviceInfo {
@@ -45,7 +46,8 @@ export function devices(): { devices: DeviceInfo[]; reason?: string } {
     for (let i = 0; i < n[0]; i++) out.push(readInfo(i));
     return { devices: out };
   } catch (e) {
-    return { devices: [], reason: (e as Error).message.split("\n")[0] };
+    const reason = e instanceof LibraryNotFoundError ? e.summary : (e as Error).message.split("\n")[0];
+    return { devices: [], reason };
   }
 }
 

@@ -18,6 +18,10 @@ export class LibraryNotFoundError extends Error {
         `\nSet ${envVar}=/path/to/${library.split(" ")[0]} to choose the library explicitly.`,
     );
   }
+  /** One line: what is missing, how many places were tried, and the override. */
+  get summary(): string {
+    return `${this.library} not found (tried ${this.tried.length} places; set ${this.envVar} to choose one)`;
+  }
 }
 
 /** A CUDA driver call returned an error code. */

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { KernelSource } from "../codegen/kernel_source.ts";
+import { type KernelSource, paramLayout } from "../codegen/kernel_source.ts";
 import { check, driver } from "./driver.ts";
 import { Device, type Stream } from "./device.ts";
 import { FUNC_ATTR } from "./_ffi_cuda.ts";
@@ -66,7 +66,7 @@ export class LoadedKernel {
 
   constructor(readonly source: KernelSource, readonly module: Module, readonly arch: string) {
     this.fn = module.function(source.entry);
-    this.packer = new ArgPacker(source.params, source.name);
+    this.packer = new ArgPacker(source.params, source.name, this.#paramLayout());
     this.registers = this.#attr(FUNC_ATTR.NUM_REGS);
     this.localBytes = this.#attr(FUNC_ATTR.LOCAL_SIZE_BYTES);
     if (source.sharedBytes > this.#smemSet) this.#raiseShared(source.sharedBytes);
@@ -77,6 +77,39 @@ export class LoadedKernel {
   }
   get device(): Device {
     return this.module.device;
+  }
+
+  /**
+   * Parameter offsets as the driver sees them in the compiled kernel (cuFuncGetParamInfo), checked
+   * against the ParamSpec list: a count or size mismatch means the source's signature and its
+   * ParamSpec list disagree, and launching would corrupt arguments.
+   */
+  #paramLayout(): { offsets: number[]; size: number } | undefined {
+    const info = driver().cuFuncGetParamInfo;
+    if (!info) return undefined; // driver older than 12.4: natural alignment (right unless tensor maps)
+    const ps = this.source.params;
+    const off = new BigUint64Array(1), sz = new BigUint64Array(1);
+    const offsets: number[] = [];
+    let size = 0;
+    for (let i = 0; i < ps.length; i++) {
+      const rc = info(this.fn, BigInt(i), off, sz);
+      if (rc !== 0) {
+        throw new LoadError(`${this.source.name}: the compiled kernel has ${i} parameters, its ParamSpec list ${ps.length}`);
+      }
+      const want = paramLayout(ps[i]).size;
+      if (Number(sz[0]) !== want) {
+        throw new LoadError(
+          `${this.source.name}: parameter ${i} (${ps[i].name}) is ${sz[0]} bytes in the compiled kernel, ` +
+            `${want} by its ParamSpec (${ps[i].kind})`,
+        );
+      }
+      offsets.push(Number(off[0]));
+      size = Math.max(size, Number(off[0]) + want);
+    }
+    if (info(this.fn, BigInt(ps.length), off, sz) === 0) {
+      throw new LoadError(`${this.source.name}: the compiled kernel has more than the ${ps.length} parameters of its ParamSpec list`);
+    }
+    return { offsets, size };
   }
 
   #attr(a: number): number {

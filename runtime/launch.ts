@@ -41,10 +41,15 @@ export class ArgPacker {
   readonly #sizeCell: BigUint64Array<ArrayBuffer>;
   readonly #kernel: string;
 
-  constructor(params: readonly ParamSpec[], kernel = "kernel") {
+  /**
+   * `layout` overrides the computed offsets with the ones the driver reports for the compiled kernel
+   * (they differ from natural alignment for 64-byte-aligned tensor maps: the compiler aligns their
+   * address in the constant bank, not in the buffer).
+   */
+  constructor(params: readonly ParamSpec[], kernel = "kernel", layout?: { offsets: number[]; size: number }) {
     this.params = params;
     this.#kernel = kernel;
-    const { offsets, size } = paramOffsets(params);
+    const { offsets, size } = layout ?? paramOffsets(params);
     this.offsets = offsets;
     this.size = size;
     this.bytes = alignedBytes(Math.max(size, 8));
