@@ -46,26 +46,37 @@ export async function spin(us: number, device: Device = Device.get()): Promise<v
 
 /**
  * Time `fn` (which queues GPU work on the device's kiln stream) with device events. `fn` receives the
- * repetition index so callers can rotate among input sets larger than L2. `hostUsPerRep` is a guess of
- * the host cost of one repetition, used to size the spin (default 20 µs).
+ * call index so callers can rotate among input sets larger than L2. `hostUsPerRep` is a guess of the
+ * host cost of one call, used to size the spin (default 20 µs).
+ *
+ * Each repetition is `batch` back-to-back calls between two events (time / batch): for kernels of a
+ * few µs an event per call would add its own cost to every call. `batch` defaults to 1 for calls
+ * that take ≥ 50 µs and 16 below (judged from the warm-up).
  */
 export async function timeKernel(
   fn: (rep: number) => void,
-  opts: { warmup?: number; reps?: number; device?: Device; hostUsPerRep?: number } = {},
+  opts: { warmup?: number; reps?: number; batch?: number; device?: Device; hostUsPerRep?: number } = {},
 ): Promise<Timing> {
   const dev = opts.device ?? Device.get();
   const warmup = opts.warmup ?? 5, reps = opts.reps ?? 30;
-  for (let i = 0; i < warmup; i++) fn(i);
+  let call = 0;
+  using w0 = new Event(), w1 = new Event();
+  fn(call++);
   dev.stream.synchronize();
+  w0.record(dev.stream);
+  for (let i = 1; i < warmup; i++) fn(call++);
+  w1.record(dev.stream);
+  const warmUs = warmup > 1 ? (w1.elapsedSince(w0) * 1000) / (warmup - 1) : 100;
+  const batch = opts.batch ?? (warmUs < 50 ? 16 : 1);
   const evs = Array.from({ length: reps + 1 }, () => new Event());
   try {
-    await spin(Math.min(200_000, 500 + reps * (opts.hostUsPerRep ?? 20)), dev);
+    await spin(Math.min(200_000, 500 + reps * batch * (opts.hostUsPerRep ?? 20)), dev);
     evs[0].record(dev.stream);
     for (let i = 0; i < reps; i++) {
-      fn(warmup + i);
+      for (let b = 0; b < batch; b++) fn(call++);
       evs[i + 1].record(dev.stream);
     }
-    const us = evs.slice(1).map((e, i) => e.elapsedSince(evs[i]) * 1000).sort((a, b) => a - b);
+    const us = evs.slice(1).map((e, i) => (e.elapsedSince(evs[i]) * 1000) / batch).sort((a, b) => a - b);
     return { medianUs: us[Math.floor(us.length / 2)], minUs: us[0], maxUs: us[us.length - 1], reps };
   } finally {
     evs.forEach((e) => e.dispose());
