@@ -1,0 +1,185 @@
+/**
+ * The default-config heuristic of the sm_90a GEMM ladder: a per-step time model calibrated on measured
+ * runs ({@linkcode SM90_STEP_MODEL}), the candidate set, the model's choice, and the launch geometry of
+ * the persistent steps (grid, tile-group width). Pure (no device): `ops/gemm_sm90.ts` re-exports it, and
+ * the autotuner uses it to pick the candidates worth timing.
+ *
+ * @module
+ */
+import {
+  SM90_BLOCK_K,
+  sm90Cluster,
+  type Sm90Config,
+  sm90ConfigProblems,
+  sm90MaxStages,
+  sm90Persistent,
+  type Sm90ScaleMode,
+  type Sm90Step,
+} from "./config.ts";
+
+/** SMs assumed when no device is given (H100/H200 SXM). */
+export const SM90_DEFAULT_SMS = 132;
+/** Assumed L2 → SM bandwidth per SM per clock (bytes) in the heuristic's model (≈ 13.5 TB/s over 132 SMs
+ * at 1.83 GHz; run 1 moved ≥ 32 B/clk/SM without L2 being the limit: d's multicast did not help). */
+const L2_BYTES_PER_CLK = 56;
+
+/**
+ * Per-step constants of {@linkcode sm90ModelClocks}, in SM clocks (1.83 GHz basis): `colClk` per output
+ * column per 128-deep k-block of a 128-row tile (the tensor core alone needs 4.0), `twoBlockClk` extra per
+ * column when a tile straddles two B-scale blocks (per-chunk scale selects), `tileClk` per tile (pipeline
+ * fill + epilogue not hidden; for a/b also the CTA launch). a–d are fitted to the first H200 run (every rung ≈ 7.2 clk/column: the
+ * exposed per-k-block promotion, see step_e.ts); e and f are predictions until measured — update them
+ * from `bench/gemm_sm90.ts` numbers (per k-block clk = µs · 1830 / (waves · K/128)).
+ */
+export const SM90_STEP_MODEL: Readonly<
+  Record<Sm90Step, { colClk: number; twoBlockClk: number; tileClk: number }>
+> = {
+  a: { colClk: 8.9, twoBlockClk: 0.3, tileClk: 5500 },
+  b: { colClk: 6.9, twoBlockClk: 0.3, tileClk: 5500 },
+  c: { colClk: 7.0, twoBlockClk: 0.3, tileClk: 1200 },
+  d: { colClk: 7.15, twoBlockClk: 0.3, tileClk: 1200 },
+  e: { colClk: 5.0, twoBlockClk: 0.1, tileClk: 400 },
+  f: { colClk: 5.0, twoBlockClk: 0.1, tileClk: 400 },
+};
+
+/**
+ * Model time (in SM clocks) of `c` on an (M, N, K) problem: waves of tiles × (k-blocks × max(per-k-block
+ * time from {@linkcode SM90_STEP_MODEL}, L2 feed) + per-tile overhead), whole waves (equal tiles, one CTA
+ * per SM: the last wave is partial for a persistent grid and a refilled one alike). L2: A + B bytes per k-block (B halved by the d/f multicast).
+ *
+ * @example
+ * ```ts
+ * import { sm90ModelClocks } from "./heuristic.ts";
+ * const c = { step: "e", mode: "block", blockM: 128, blockN: 128, stages: 5, epilogue: "tma" } as const;
+ * console.log(sm90ModelClocks(c, 4096, 7168, 7168)); // SM clocks of the whole problem
+ * ```
+ */
+export function sm90ModelClocks(
+  c: Sm90Config,
+  M: number,
+  N: number,
+  K: number,
+  sms = SM90_DEFAULT_SMS,
+): number {
+  const m = SM90_STEP_MODEL[c.step];
+  const tiles = Math.ceil(M / c.blockM) * Math.ceil(N / c.blockN);
+  const waves = Math.ceil(tiles / sms); // one CTA per SM (smem); the last wave is partial either way
+  const two = c.mode === "block" && 128 % c.blockN !== 0 ? m.twoBlockClk : 0;
+  const compute = c.blockN * (m.colClk * (c.blockM / 128) + two);
+  const l2 = (c.blockM * SM90_BLOCK_K + (c.blockN * SM90_BLOCK_K) / sm90Cluster(c)) / L2_BYTES_PER_CLK;
+  return waves * ((K / SM90_BLOCK_K) * Math.max(compute, l2) + m.tileClk);
+}
+
+/** Steps the default heuristic chooses from (a is the teaching rung, never faster than b). */
+export const SM90_DEFAULT_STEPS: Sm90Step[] = ["b", "c", "d", "e", "f"];
+
+/** Candidate tile widths per step: ≤ 128 for the deferred steps (3·BN/2 accumulator registers). */
+export function sm90Widths(step: Sm90Step, M: number): number[] {
+  const deferred = step === "e" || step === "f";
+  if (M <= 256) return deferred ? [64, 96, 128] : [64, 96, 128, 160];
+  return deferred ? [64, 96, 112, 128] : [112, 128, 144, 160, 192];
+}
+
+/**
+ * Every valid config the heuristic and the tuner consider for (M, N, mode), at the deepest ring that
+ * fits shared memory (a 64-row tile when M ≤ 64; the TMA-store epilogue when N % 8 == 0; steps a/b
+ * always store from registers; cluster steps need ≥ 2 M tiles).
+ *
+ * @example
+ * ```ts
+ * import { sm90Candidates } from "./heuristic.ts";
+ * console.log(sm90Candidates(4096, 7168, "block").length);
+ * ```
+ */
+export function sm90Candidates(
+  M: number,
+  N: number,
+  mode: Sm90ScaleMode,
+  steps: readonly Sm90Step[] = SM90_DEFAULT_STEPS,
+): Sm90Config[] {
+  const blockM = M <= 64 ? 64 : 128;
+  const out: Sm90Config[] = [];
+  for (const step of steps) {
+    if (sm90Cluster({ step } as Sm90Config) > 1 && Math.ceil(M / blockM) < 2) continue;
+    const epilogue = step === "a" || step === "b" || N % 8 !== 0 ? "direct" : "tma";
+    for (const blockN of step === "a" || step === "b" ? [128] : sm90Widths(step, M)) {
+      const base = { step, mode, blockM, blockN, epilogue } as const;
+      const c: Sm90Config = { ...base, stages: sm90MaxStages(base) };
+      if (c.stages >= 3 && sm90ConfigProblems(c).length === 0) out.push(c);
+    }
+  }
+  return out;
+}
+
+/**
+ * The default configuration for an (M, N, K) problem: the candidate ({@linkcode sm90Candidates}) with
+ * the lowest {@linkcode sm90ModelClocks} (ties → the earlier, simpler step and the wider tile). `steps`
+ * restricts the choice (e.g. `["c"]`: the best tile for one rung of the ladder).
+ *
+ * @example
+ * ```ts
+ * import { chooseSm90Config } from "./heuristic.ts";
+ * console.log(chooseSm90Config(4096, 7168, 7168, "block")); // { step: "e", blockM: 128, blockN: 128, ... }
+ * ```
+ */
+export function chooseSm90Config(
+  M: number,
+  N: number,
+  K: number,
+  mode: Sm90ScaleMode = "block",
+  device?: { info: { smCount: number } },
+  steps: readonly Sm90Step[] = SM90_DEFAULT_STEPS,
+): Sm90Config {
+  const sms = device?.info.smCount ?? SM90_DEFAULT_SMS;
+  let best: { c: Sm90Config; t: number } | undefined;
+  for (const c of sm90Candidates(M, N, mode, steps)) {
+    const t = sm90ModelClocks(c, M, N, K, sms);
+    if (
+      !best || t < best.t * 0.995 ||
+      (t <= best.t * 1.005 && c.step === best.c.step && c.blockN > best.c.blockN)
+    ) {
+      best = { c, t };
+    }
+  }
+  return best!.c;
+}
+
+/** The persistent tile-group width (in N-tiles) minimising the L2 footprint of one wave. *
+ * @example
+ * ```ts
+ * import { chooseSm90Config, sm90TileGroup } from "./heuristic.ts";
+ * const c = chooseSm90Config(4096, 7168, 7168);
+ * console.log(sm90TileGroup(c, 4096, 7168)); // N-tiles per group
+ * ```
+ */
+export function sm90TileGroup(c: Sm90Config, M: number, N: number, sms = SM90_DEFAULT_SMS): number {
+  const numN = Math.ceil(N / c.blockN);
+  const rowsPerCta = c.blockM * sm90Cluster(c);
+  let best = 1, bestCost = Infinity;
+  for (let g = 1; g <= Math.min(16, numN); g++) {
+    const cost = g * c.blockN + Math.ceil(sms / (g * sm90Cluster(c))) * rowsPerCta;
+    if (cost < bestCost) [best, bestCost] = [g, cost];
+  }
+  void M;
+  return best;
+}
+
+/** Grid of one launch: [numM, numN] for steps a/b, min(tiles, SMs) (even for clusters) for c–f. *
+ * @example
+ * ```ts
+ * import { chooseSm90Config, sm90Grid } from "./heuristic.ts";
+ * console.log(sm90Grid(chooseSm90Config(4096, 7168, 7168), 4096, 7168)); // [132, 1, 1]
+ * ```
+ */
+export function sm90Grid(
+  c: Sm90Config,
+  M: number,
+  N: number,
+  sms = SM90_DEFAULT_SMS,
+): [number, number, number] {
+  const numM = Math.ceil(M / c.blockM), numN = Math.ceil(N / c.blockN);
+  if (!sm90Persistent(c)) return [numM, numN, 1];
+  if (sm90Cluster(c) === 1) return [Math.min(numM * numN, sms), 1, 1];
+  const pairs = Math.ceil(numM / 2) * numN;
+  return [2 * Math.min(pairs, Math.floor(sms / 2)), 1, 1];
+}

@@ -1,0 +1,176 @@
+/**
+ * The pieces of the deferred-promotion steps (e, f): a math warpgroup keeps two wgmma temp accumulators
+ * `t0`, `t1` ("slots") and always has one k-block's wgmmas queued on the tensor core while it promotes the
+ * previous one. Each slot remembers what its k-block needs after the wgmmas finish: the ring stage to
+ * release (`st`), the tile (`tl`), whether it is the tile's last k-block (`last`), and in block mode its
+ * two A-scales, its B-scale(s) and the tile's scale-block split. Variable names are fixed (see each
+ * function) so the step file reads like the kernel it generates.
+ *
+ * @module
+ */
+import { sm90Cluster, type Sm90Config } from "./config.ts";
+
+/** Device helpers only the deferred steps use (kept out of SM90_HELPERS so steps a–d stay byte-identical). */
+export const SM90_DEFERRED_HELPERS = String.raw`
+// Wait until at most one committed wgmma group of this warpgroup is still running.
+__device__ __forceinline__ void wgmma_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory"); }
+`;
+
+/** Whether a BN-wide tile can straddle two 128-column B-scale blocks (then each slot carries two). */
+function twoBlocks(c: Sm90Config): boolean {
+  return c.mode === "block" && 128 % c.blockN !== 0;
+}
+
+/**
+ * Declarations of the issue cursor and the two slots. Needs: tileStart, numTiles, TILE_OF, sb, N, nK.
+ * Defines `ti`, `kbi`, `it` (the next k-block to issue: tile, k-block, ring index), the cursor tile's
+ * B-scale rows `sbLoI`/`sbHiI`/`splitI` (block mode, refreshed by `SET_ISSUE_TILE()`), and per slot p:
+ * `ok_p` (a real k-block, not a dummy), `st_p`, `tl_p`, `last_p` (+ `sa0_p`, `sa1_p`, `sbl_p`, `sbh_p`, `sp_p` in block mode).
+ */
+export function deferredState(c: Sm90Config): string {
+  const block = c.mode === "block", two = twoBlocks(c);
+  const setTile = !block
+    ? "#define SET_ISSUE_TILE() {}"
+    : two
+    ? `#define SET_ISSUE_TILE() { int mb_, nb_; TILE_OF(ti, mb_, nb_); const int n0_ = nb_ * BN, nb0_ = n0_ / 128; \\
+      sbLoI = sb + (size_t)nb0_ * nK; sbHiI = sb + (size_t)min(nb0_ + 1, (N - 1) / 128) * nK; splitI = 128 - n0_ % 128; }`
+    : `#define SET_ISSUE_TILE() { int mb_, nb_; TILE_OF(ti, mb_, nb_); sbLoI = sb + (size_t)((nb_ * BN) / 128) * nK; }`;
+  const slot = (p: number) =>
+    `u32 st_${p} = 0; int tl_${p} = 0; bool last_${p} = false, ok_${p} = false;` +
+    (block ? ` float sa0_${p} = 0.f, sa1_${p} = 0.f, sbl_${p} = 0.f;` : "") +
+    (two ? ` float sbh_${p} = 0.f; int sp_${p} = 128;` : "");
+  return `int ti = tileStart, kbi = 0;
+    u32 it = 0;
+    bool done = false; // set when an issue found no k-block left (its group is a dummy)
+    ${block ? "const float* sbLoI = sb;" : ""}${two ? " const float* sbHiI = sb; int splitI = 128;" : ""}
+    ${setTile}
+    SET_ISSUE_TILE();
+    ${slot(0)}
+    ${slot(1)}`;
+}
+
+/**
+ * Issue into slot p: the cursor's k-block when one is left — wait for its stage, read its scales, queue
+ * 4 × wgmma k32 into `t_p` (the first overwrites), commit, record the slot, advance the cursor (to the next
+ * tile after the last k-block) — else a *dummy* group over stage 0 whose result is never read, and set
+ * `done`. The wgmmas, commit and the caller's `wgmma.wait_group 1` are unconditional so that ptxas sees one
+ * pipeline shape on every path (with the issue inside an `if`, it serializes every wgmma: C7514). The dummy
+ * costs one k-block of tensor time per warpgroup per CTA lifetime and reads only smem whose loads have all
+ * completed (every real k-block was waited for before it). Variables: see {@linkcode deferredState}, plus
+ * wg, r0, base, sm, done.
+ */
+export function deferredIssue(c: Sm90Config, p: number): string {
+  const block = c.mode === "block", two = twoBlocks(c);
+  return `{
+        const bool real = ti < numTiles;
+        const u32 s = real ? it % STAGES : 0u;
+        if (real) {
+          const u32 ph = (it / STAGES) & 1u;
+          ${block ? `const float bl_ = __ldg(sbLoI + kbi)${two ? ", bh_ = __ldg(sbHiI + kbi)" : ""};` : ""}
+          mbar_wait(FULL(s), ph, STUCK);
+          ${
+    block
+      ? `const float* sas = (const float*)(sm + SA_OFF + s * SA_STAGE);
+          sa0_${p} = sas[r0];
+          sa1_${p} = sas[r0 + 8];
+          sbl_${p} = bl_;${two ? ` sbh_${p} = bh_; sp_${p} = splitI;` : ""}`
+      : ""
+  }
+          ok_${p} = true;
+          st_${p} = s;
+          tl_${p} = ti;
+          last_${p} = kbi == nK - 1;
+          ++it;
+          if (++kbi == nK) {
+            kbi = 0;
+            ti += tileStep;
+            if (ti < numTiles) SET_ISSUE_TILE();
+          }
+        } else {
+          ok_${p} = false;
+          last_${p} = false;
+          done = true;
+        }
+        const u64 da = desc_sw128(base + A_OFF + s * A_STAGE + wg * 64u * BK);
+        const u64 db = desc_sw128(base + B_OFF + s * B_STAGE);
+        #pragma unroll
+        for (int j = 0; j < BN / 2; ++j) fence_reg(t${p}[j]);
+        wgmma_fence();
+        #pragma unroll
+        for (u32 k = 0; k < BK / 32; ++k) wgmma_m64n${c.blockN}k32(t${p}, da + 2u * k, db + 2u * k, k);
+        wgmma_commit();
+        #pragma unroll
+        for (int j = 0; j < BN / 2; ++j) fence_reg(t${p}[j]);
+      }`;
+}
+
+/**
+ * Promote slot p into `fin`: block mode fin += (sa·sb)·t_p (per 8-column chunk the B-scale of its
+ * 128-column block), other modes fin += t_p (scales applied in the epilogue).
+ */
+export function deferredPromote(c: Sm90Config, p: number): string {
+  if (c.mode !== "block") {
+    return `#pragma unroll
+        for (int j = 0; j < BN / 2; ++j) fin[j] += t${p}[j];`;
+  }
+  const two = twoBlocks(c);
+  return `{
+        const float s00 = sa0_${p} * sbl_${p}, s10 = sa1_${p} * sbl_${p};
+        ${two ? `const float s01 = sa0_${p} * sbh_${p}, s11 = sa1_${p} * sbh_${p};` : ""}
+        #pragma unroll
+        for (int i = 0; i < BN / 8; ++i) {
+          ${two ? `const bool lo = 8 * i < sp_${p};` : ""}
+          const float sr0 = ${two ? "lo ? s00 : s01" : "s00"}, sr1 = ${two ? "lo ? s10 : s11" : "s10"};
+          fin[4 * i + 0] += sr0 * t${p}[4 * i + 0];
+          fin[4 * i + 1] += sr0 * t${p}[4 * i + 1];
+          fin[4 * i + 2] += sr1 * t${p}[4 * i + 2];
+          fin[4 * i + 3] += sr1 * t${p}[4 * i + 3];
+        }
+      }`;
+}
+
+/** Release slot p's ring stage: one arrival per math warp (on both CTAs' barriers with a cluster). */
+export function deferredRelease(c: Sm90Config, p: number): string {
+  return sm90Cluster(c) > 1
+    ? `if (lane == 0) { mbar_arrive_cluster(EMPTY(st_${p}), 0); mbar_arrive_cluster(EMPTY(st_${p}), 1); }`
+    : `if (lane == 0) mbar_arrive(EMPTY(st_${p}));`;
+}
+
+/**
+ * Per-warpgroup TMA-store epilogue: each math warpgroup owns a 64-row half of the output tile in smem
+ * (`D_OFF + wg·64·BN·2`), syncs only its own 128 threads (named barrier 2 + wg) and its first thread
+ * issues that half's stores — so one warpgroup's epilogue never waits for the other, whose queued wgmmas
+ * keep the tensor core busy meanwhile. The store's smem reads are awaited one tile later (same thread).
+ * Variables: m0, n0, wg, warp, lane, fin, base, tmD, M, N.
+ */
+export function deferredTmaEpilogue(): string {
+  return `{
+        const bool leader = (threadIdx.x & 127u) == 0u;
+        if (leader) tma_store_wait_read();
+        named_bar_sync(2u + wg, 128u);
+        constexpr u32 SW = STORE_SWIZZLE, SWMASK = SW / 16 - 1;
+        const u32 mat = lane >> 3;
+        const u32 row = (warp & 3u) * 16u + (lane & 7u) + ((mat & 1u) << 3); // row inside the warpgroup's 64
+        const u32 dwg = base + D_OFF + wg * (64u * (u32)BN * 2u);
+        #pragma unroll
+        for (int ip = 0; ip < BN / 16; ++ip) {
+          const u32 col = (u32)(2 * ip + (int)(mat >> 1)) * 8u;
+          const u32 box = col / STORE_COLS, chunk = (col % STORE_COLS) / 8u;
+          const u32 addr = dwg + box * 64u * SW + row * SW + ((chunk ^ ((row * SW >> 7) & SWMASK)) << 4);
+          stmatrix_x4(addr, pack_bf16x2(fin[8 * ip + 0], fin[8 * ip + 1]), pack_bf16x2(fin[8 * ip + 2], fin[8 * ip + 3]),
+                      pack_bf16x2(fin[8 * ip + 4], fin[8 * ip + 5]), pack_bf16x2(fin[8 * ip + 6], fin[8 * ip + 7]));
+        }
+        fence_async_shared();
+        named_bar_sync(2u + wg, 128u);
+        if (leader) {
+          const int mw = m0 + (int)wg * 64;
+          if (mw < M) { // halves wholly past M (ragged last tiles, step f's dummy tiles) are not stored
+            #pragma unroll
+            for (int b = 0; b < BN / STORE_COLS; ++b) {
+              if (n0 + b * STORE_COLS < N) tma_store_2d(&tmD, n0 + b * STORE_COLS, mw, dwg + (u32)b * 64u * SW);
+            }
+          }
+          tma_store_commit();
+        }
+      }`;
+}
