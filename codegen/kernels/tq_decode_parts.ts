@@ -1,0 +1,168 @@
+/**
+ * Pieces of the tensor-core TurboQuant decode kernel (`tq_decode.ts`): the PTX wrappers, the code-group
+ * loaders (3-bit → nibble spreading), the centroid lookup `kdeq`, and the per-chunk score loops.
+ *
+ * @module
+ */
+import { f16Encode } from "../../dsl/dtype.ts";
+
+/** PTX wrappers: m16n8k16 MMA, movmatrix, f16x2 packing, PRMT, cp.async. */
+export const TQ_MMA_HELPERS =
+  `__device__ __forceinline__ void mma16816(float (&d)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ u32 movtrans(u32 x) {
+  u32 r; asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(r) : "r"(x)); return r;
+}
+__device__ __forceinline__ u32 pack_h2(float lo, float hi) {
+  u32 r; asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
+}
+__device__ __forceinline__ u32 prmt(u32 a, u32 b, u32 s) {
+  u32 r; asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(s)); return r;
+}
+__device__ __forceinline__ u32 hmul2(u32 a, u32 b) {
+  u32 r; asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b)); return r;
+}
+__device__ __forceinline__ u32 ld2(const unsigned char* p) { return *(const u16*)p; }
+__device__ __forceinline__ float ldh(const unsigned char* p) { return f16_to_f32(*(const u16*)p); }
+__device__ __forceinline__ u32 smem_u32(const void* p) { return (u32)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(dst), "l"(src), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
+`;
+
+/** Bit masks that spread 8 codes of `bits` bits (LSB-first) into 8 nibbles, in three shift steps. */
+export function spreadSteps(bits: number): { mask: number; shift: number }[] {
+  if (bits === 4) return [];
+  const pos = Array.from({ length: 8 }, (_, i) => bits * i);
+  const steps: { mask: number; shift: number }[] = [];
+  for (const k of [2, 1, 0]) {
+    const shift = (4 - bits) << k;
+    let mask = 0;
+    for (let i = 0; i < 8; i++) {
+      if (i & (1 << k)) {
+        mask |= ((1 << bits) - 1) << pos[i];
+        pos[i] += shift;
+      }
+    }
+    steps.push({ mask: mask >>> 0, shift });
+  }
+  return steps;
+}
+
+export function hex(x: number): string {
+  return `0x${(x >>> 0).toString(16).padStart(8, "0")}u`;
+}
+
+/** C function `u32 NAME(const unsigned char* base, int g)`: group g (8 codes of `bits` bits) → 8 nibbles. */
+export function groupLoader(name: string, bits: number): string {
+  // (w & ~M) | ((w & M) << s) == w + (w & M)·(2^s − 1): the moved fields land on free bits
+  const spread = spreadSteps(bits).map((st) => `  w += (w & ${hex(st.mask)}) * ${(1 << st.shift) - 1}u;`)
+    .join("\n");
+  const load = bits === 4
+    ? "u32 w = ld2(pe) | (ld2(pe + 2) << 16);"
+    : bits === 3
+    ? "u32 w = (ld2(pe) | (ld2(pe + 2) << 16)) >> sh;  // pe even, sh = 8 when the group starts on an odd byte"
+    : bits === 2
+    ? "u32 w = ld2(pe);"
+    : "u32 w = pe[0];";
+  return `__device__ __forceinline__ u32 ${name}(const unsigned char* pe, u32 sh) {
+  ${load}
+${spread}
+  return w;
+}`;
+}
+
+/**
+ * C lines declaring \`NAME\` (byte offset of this thread's first code group in a stage, made even) and
+ * \`NAME_sh\` for a row at stage offset \`rowOff\` whose first group starts \`first\` bytes in.
+ */
+export function groupStart(name: string, rowOff: string, first: string, bits: number): string {
+  if (bits !== 3) return `const int ${name} = ${rowOff} + ${first}; const u32 ${name}_sh = 0u;`;
+  return `const int ${name} = (${rowOff} + ${first}) & ~1; const u32 ${name}_sh = ((${rowOff} + ${first}) & 1) * 8u;`;
+}
+
+/** f16 magnitude table of a symmetric codebook (scaled by √D): lo/hi bytes of 8 entries as 4 words. */
+export function magnitudeTables(
+  centroids: Float32Array,
+  D: number,
+): { lo: [number, number]; hi: [number, number] } {
+  const half = centroids.length / 2;
+  const lo = [0, 0], hi = [0, 0];
+  for (let m = 0; m < half; m++) {
+    const h = f16Encode(centroids[half + m] * Math.sqrt(D));
+    lo[m >> 2] |= (h & 0xff) << (8 * (m & 3));
+    hi[m >> 2] |= (h >> 8) << (8 * (m & 3));
+  }
+  return { lo: [lo[0] >>> 0, lo[1] >>> 0], hi: [hi[0] >>> 0, hi[1] >>> 0] };
+}
+
+/** C `kdeq`: 8 codes (nibbles) → 4 f16x2 centroids C̃ = √D·C (magnitude by PRMT lookup, sign or-ed in). */
+export function kdeqSource(kb: number, tabs: { lo: [number, number]; hi: [number, number] }): string {
+  const half = 2 ** kb / 2;
+  const signMask = hex(0x88888888 >>> (4 - kb)), magMask = hex(0x11111111 * (half - 1));
+  const [tl0, tl1, th0, th1] = [hex(tabs.lo[0]), hex(tabs.lo[1]), hex(tabs.hi[0]), hex(tabs.hi[1])];
+  return `// 8 codes (nibbles) → 4 f16x2 centroids C̃ = √D·C: magnitude index by PRMT from registers, then the sign
+__device__ __forceinline__ void kdeq(u32 w, u32 (&h)[4]) {
+  const u32 sb = ~w & ${signMask};  // set where the code is negative
+  const u32 m = (w ^ ((sb >> ${kb - 1}) * ${half - 1}u)) & ${magMask};  // magnitude index
+  const u32 mh = m >> 16;
+  const u32 na = sb << ${8 - kb}, nb = sb << ${4 - kb};  // signs of even / odd nibbles at bit 7 of each byte
+  // low bytes of codes 0-3 / 4-7; high bytes with the sign or-ed in (sign of nibble i → bit 7 of byte i)
+  const u32 lo0 = prmt(${tl0}, ${tl1}, m), lo1 = prmt(${tl0}, ${tl1}, mh);
+  const u32 hi0 = prmt(${th0}, ${th1}, m) | (prmt(na, nb, 0x5140u) & 0x80808080u);
+  const u32 hi1 = prmt(${th0}, ${th1}, mh) | (prmt(na, nb, 0x7362u) & 0x80808080u);
+  h[0] = prmt(lo0, hi0, 0x5140u);
+  h[1] = prmt(lo0, hi0, 0x7362u);
+  h[2] = prmt(lo1, hi1, 0x5140u);
+  h[3] = prmt(lo1, hi1, 0x7362u);
+}`;
+}
+
+export function fp8Helpers(): string {
+  return `// two e4m3 bytes (low byte → low half) → f16x2: exact (every e4m3 value is an f16 value)
+__device__ __forceinline__ u32 e4m3x2_h2(u32 x) {
+#if __CUDA_ARCH__ >= 890
+  u32 r; asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(r) : "h"((u16)x)); return r;
+#else
+  const u32 y = (x & 0xffu) | ((x & 0xff00u) << 8);
+  return hmul2(((y & 0x00800080u) << 8) | ((y & 0x007f007fu) << 7), 0x5c005c00u);  // × 2^8
+#endif
+}`;
+}
+
+export function fp8ScoreLoop(): string {
+  return `#pragma unroll
+    for (int kk = 0; kk < NK; ++kk) {   // 4 fp8 codes per thread per chunk: word c + 4·kk
+      const unsigned char* p0 = k0 + 4 * (c + 4 * kk);
+      const unsigned char* p1 = k1 + 4 * (c + 4 * kk);
+      const u32 a0 = e4m3x2_h2(ld2(p0)), a2 = e4m3x2_h2(ld2(p0 + 2));
+      const u32 a1 = e4m3x2_h2(ld2(p1)), a3 = e4m3x2_h2(ld2(p1 + 2));
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) mma16816(sacc[nt], a0, a1, a2, a3, bq[nt][kk][0], bq[nt][kk][1]);
+    }`;
+}
+
+export function centroidScoreLoop(nc: boolean, kb: number): string {
+  return `#pragma unroll
+    for (int i = 0; i < NK / 2; ++i) {  // key groups c + 4i: 8 codes = chunks 2i (codes 0-3) and 2i+1 (4-7)
+      u32 h0[4], h1[4];
+      kdeq(key_group(st + q0 + ${4 * kb} * i, q0_sh), h0);
+      kdeq(key_group(st + q1 + ${4 * kb} * i, q1_sh), h1);
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        const u32 a0 = h0[2 * hf], a1 = h1[2 * hf], a2 = h0[2 * hf + 1], a3 = h1[2 * hf + 1];
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) mma16816(sacc[nt], a0, a1, a2, a3, bq[nt][2 * i + hf][0], bq[nt][2 * i + hf][1]);
+${
+    nc
+      ? "        mma16816(nacc, hmul2(a0, a0), hmul2(a1, a1), hmul2(a2, a2), hmul2(a3, a3), 0x3c003c00u, 0x3c003c00u);"
+      : ""
+  }
+      }
+    }`;
+}
