@@ -105,6 +105,11 @@ __device__ __forceinline__ void unpack8(const uint4 w, float* x) {
   x[4] = ${up.lo("w.z")}; x[5] = ${up.hi("w.z")}; x[6] = ${up.lo("w.w")}; x[7] = ${up.hi("w.w")};
 }
 ${keyHelpers(L)}
+// running min and max of packed pairs (exact)
+__device__ __forceinline__ void minmax2(u32& mn, u32& mx, u32 w) {
+  asm("min.${o.inDtype}x2 %0, %0, %1;" : "+r"(mn) : "r"(w));
+  asm("max.${o.inDtype}x2 %0, %0, %1;" : "+r"(mx) : "r"(w));
+}
 // copy len bytes (even) smem → global, src ≡ dst (mod 16): u16 head, 16-byte body, u16 tail
 __device__ __forceinline__ void copy_run(unsigned char* dst, const unsigned char* src, int len, int lane) {
   int head = (int)((16u - ((u32)(unsigned long long)dst & 15u)) & 15u);
@@ -115,7 +120,7 @@ __device__ __forceinline__ void copy_run(unsigned char* dst, const unsigned char
   for (int i = head + (nv << 4) + 2 * lane; i < len; i += 64) *(u16*)(dst + i) = *(const u16*)(src + i);
 }
 
-${renderSignature({ entry: name, params }, { launchBounds: [WARPS * 32] })} {
+${renderSignature({ entry: name, params }, { launchBounds: [WARPS * 32, 3] })} {
   __shared__ __align__(16) unsigned char stage_all[WARPS * STAGE];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = lane % P, qv = lane / P;
@@ -161,12 +166,10 @@ ${L.keyFp8 ? fp8KeyBody(off.keyCodes) : centroidKeyBody(L, o.signs === true)}
   u32 mn2 = vw[0].x, mx2 = vw[0].x;
 #pragma unroll
   for (int j = 0; j < NG; ++j) {
-    const u32 w4[4] = {vw[j].x, vw[j].y, vw[j].z, vw[j].w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      asm("min.${o.inDtype}x2 %0, %0, %1;" : "+r"(mn2) : "r"(w4[i]));
-      asm("max.${o.inDtype}x2 %0, %0, %1;" : "+r"(mx2) : "r"(w4[i]));
-    }
+    minmax2(mn2, mx2, vw[j].x);
+    minmax2(mn2, mx2, vw[j].y);
+    minmax2(mn2, mx2, vw[j].z);
+    minmax2(mn2, mx2, vw[j].w);
   }
   float lo = fminf(${up.lo("mn2")}, ${up.hi("mn2")}), hi = fmaxf(${up.lo("mx2")}, ${up.hi("mx2")});
 #pragma unroll
