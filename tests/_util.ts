@@ -19,7 +19,30 @@ export function gpuTest(name: string, fn: (t: Deno.TestContext) => void | Promis
     console.log(`skipped: no CUDA device (${found.reason}) — gpu: tests are ignored`);
     saidGpu = true;
   }
-  Deno.test({ name: `gpu: ${name}`, ignore: !GPU, fn, sanitizeResources: false, sanitizeOps: false });
+  Deno.test({ name: `gpu: ${name}`, ignore: !GPU, fn: unwrapSuppressed(fn), sanitizeResources: false, sanitizeOps: false });
+}
+
+/**
+ * `using` turns an error thrown while disposing after a failure into a SuppressedError whose message
+ * hides the failure itself; show both.
+ */
+function unwrapSuppressed(fn: (t: Deno.TestContext) => void | Promise<void>): (t: Deno.TestContext) => Promise<void> {
+  return async (t) => {
+    try {
+      await fn(t);
+    } catch (e) {
+      if (!(e instanceof SuppressedError)) throw e;
+      // nested `using` scopes nest SuppressedErrors: the innermost `suppressed` is the first failure
+      let first: unknown = e;
+      const later: string[] = [];
+      while (first instanceof SuppressedError) {
+        later.push((first.error as Error)?.message ?? String(first.error));
+        first = first.suppressed;
+      }
+      const f = first as Error;
+      throw new Error(`${f?.stack ?? f}\n(then, while disposing: ${later.reverse().join("; ")})`, { cause: f });
+    }
+  };
 }
 
 /** A compile-tier test: ignored, visibly, without libnvrtc. */
