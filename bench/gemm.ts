@@ -1,7 +1,8 @@
 /**
  * Benchmark of the block-scaled FP8 GEMM as users get it (`prepareBlockScaledMatmul`, default dispatch:
- * v2 small-M kernel for M ≤ 32, wgmma on sm_90 above / mma.sync elsewhere), against torch._scaled_mm with
- * blockwise scales (cuBLASLt) timed in the same run, plus the v1 small-M kernel at M ∈ {1, 4, 16}.
+ * v1 small-M kernel for M ≤ 16, wgmma on sm_90 above / mma.sync elsewhere), against torch._scaled_mm with
+ * blockwise scales (cuBLASLt) timed in the same run, plus the v2 (register-ring stream) small-M kernel at
+ * M ∈ {1, 4, 16, 32} for comparison.
  *
  *   deno run -A bench/gemm.ts           the table (~60–90 s on an H200, peer included)
  *   deno run -A bench/gemm.ts --mma     the same with only the mma.sync kernels (no wgmma)
@@ -39,8 +40,8 @@ export const GEMM_SHAPES: [number, number][] = [
 ];
 /** M values: every test M ≤ 16, then 32, 64, 128, 1024, 4096. */
 export const GEMM_MS = [1, 2, 3, 4, 5, 7, 13, 16, 32, 64, 128, 1024, 4096];
-/** M values that also get a row for the v1 small-M kernel. */
-export const V1_MS = [1, 4, 16];
+/** M values that also get a row for the v2 small-M kernel (the default is v1 to 16, wgmma above). */
+export const ALT_MS = [1, 4, 16, 32];
 const GRAPH_CALLS = 20;
 
 const EMPTY: KernelSource = {
@@ -93,7 +94,9 @@ export async function bench(backend: GemmBackendChoice = "auto"): Promise<void> 
   const peer = await runPeer("scaled_mm.py", { shapes, l2_bytes: l2, reps: GRAPH_CALLS });
   const peerUs = new Map<string, { us?: number; padded?: boolean }>();
   let refusal = "";
-  for (const r of (peer?.results as { shape: number[]; us?: number; error?: string; padded_m?: number }[]) ?? []) {
+  for (
+    const r of (peer?.results as { shape: number[]; us?: number; error?: string; padded_m?: number }[]) ?? []
+  ) {
     if (r.error && !refusal) refusal = r.error.slice(0, 70);
     peerUs.set(r.shape.join("x"), { us: r.us, padded: r.padded_m !== undefined && r.padded_m !== null });
   }
@@ -115,17 +118,32 @@ export async function bench(backend: GemmBackendChoice = "auto"): Promise<void> 
     const sa = Tensor.fromHost("f32", [K / 128, p.P], p.aScales);
     try {
       const gemm = await prepareBlockScaledMatmul({ N, K, mValues: GEMM_MS, backend, device });
-      const v1 = await prepareBlockScaledMatmul({ N, K, mValues: V1_MS, backend: "mma", smallM: 1, device });
-      const runs = GEMM_MS.flatMap((M) => V1_MS.includes(M) ? [{ M, g: gemm }, { M, g: v1 }] : [{ M, g: gemm }]);
-      for (const { M, g } of runs) {
+      const alt = await prepareBlockScaledMatmul({
+        N,
+        K,
+        mValues: ALT_MS,
+        backend: "mma",
+        smallM: 2,
+        device,
+      });
+      type Run = { M: number; kernel: string; run: (b: Tensor, out: Tensor) => void };
+      const of = (g: typeof gemm, M: number): Run => ({
+        M,
+        kernel: kernelTag(g.variantFor(M)),
+        run: (b, out) => g.run(a, sa, b, sb, { m: M, out }),
+      });
+      const runs: Run[] = GEMM_MS.flatMap((M) =>
+        ALT_MS.includes(M) ? [of(gemm, M), of(alt, M)] : [of(gemm, M)]
+      );
+      for (const { M, kernel, run } of runs) {
         using out = Tensor.empty("bf16", [M, N]);
-        const shape = `${M}x${N}x${K}`, kernel = kernelTag(g.variantFor(M));
+        const shape = `${M}x${N}x${K}`;
         try {
           out.fill(0xff);
-          g.run(a, sa, bs[0], sb, { m: M, out });
+          run(bs[0], out);
           const ref = new SampledReference(p, M === 1 ? [0] : [0, M - 1], cols);
           const err = checkOutput(out.toHost() as Uint16Array, "bf16", M, N, ref, `${kernel} ${shape}`);
-          const call = (i: number) => g.run(a, sa, bs[i % sets], sb, { m: M, out });
+          const call = (i: number) => run(bs[i % sets], out);
           const ev = (await timeKernel(call, { warmup: 5, reps: 40 })).medianUs;
           const us = await graphUs(call);
           const bw = (N * K) / (us * 1e-6);
@@ -158,7 +176,9 @@ export async function bench(backend: GemmBackendChoice = "auto"): Promise<void> 
   );
   console.log(
     `µs = graph replay of ${GRAPH_CALLS} calls, mean per call (the peer's method); ev µs = median event ` +
-      `interval per launch. Empty kernel: ${floorGraph.toFixed(2)} µs (graph), ${floorEv.toFixed(2)} µs (events).`,
+      `interval per launch. Empty kernel: ${floorGraph.toFixed(2)} µs (graph), ${
+        floorEv.toFixed(2)
+      } µs (events).`,
   );
   if (refusal) {
     console.log(`* peer refused this M (${refusal}); timed at M padded to a multiple of 4, as vLLM pads.`);

@@ -140,10 +140,10 @@ function validate(
   return err;
 }
 
-const label = (c: Sm90Config) =>
-  `${c.step} ${c.blockM}x${c.blockN} s${c.stages}${
-    c.epilogue === "direct" && sm90Persistent(c) ? " reg" : ""
-  }`;
+const label = (c: Sm90Config) => {
+  const reg = c.epilogue === "direct" && sm90Persistent(c) ? " reg" : "";
+  return `${c.step} ${c.blockM}x${c.blockN} s${c.stages}${reg}${c.chunk ? ` u${c.chunk}` : ""}`;
+};
 
 /** SM clocks (1.83 GHz basis) per 128-deep k-block of one tile: what SM90_STEP_MODEL is fitted to. */
 function clkPerKBlock(c: Sm90Config, M: number, N: number, K: number, us: number, sms: number): number {
@@ -241,7 +241,8 @@ async function tune(): Promise<void> {
     const perStep = ["b", "c", "d", "e", "f"].map((step) => {
       const best = r.table.find((x) => x.config.step === step); // the table is sorted, fastest first
       const direct = best?.config.epilogue === "direct" && step !== "b" ? "r" : ""; // register epilogue
-      return best ? `${step}${best.config.blockN}${direct}:${best.us.toFixed(0)}` : `${step}:-`;
+      const u = best?.config.chunk ? `u${best.config.chunk}` : "";
+      return best ? `${step}${best.config.blockN}${direct}${u}:${best.us.toFixed(0)}` : `${step}:-`;
     });
     rows.push({
       shape: `${M}x${N}x${K}`,

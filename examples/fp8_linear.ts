@@ -16,7 +16,7 @@ import {
   quantizeWeightBlocks,
 } from "../dsl/ops/block_matmul.ts";
 import { weightQuantKernel } from "../codegen/kernels/weight_quant.ts";
-import { smallMConfig, smallMKernel } from "../codegen/kernels/gemm_small_m.ts";
+import { smallMStreamConfig, smallMStreamKernel } from "../codegen/kernels/gemm_small_m_stream.ts";
 import { tiledConfig, tiledKernel } from "../codegen/kernels/gemm_mma.ts";
 import { compileFor, Device, hasGpu, hasNvrtc, ptxasReport, Tensor, timeKernel } from "../runtime/mod.ts";
 import { assertExactlyEqual, relFrobenius, Rng } from "../testing/mod.ts";
@@ -65,7 +65,7 @@ export async function main(): Promise<void> {
       const op = blockMatmulOp({ N, K });
       const kernels = [
         weightQuantKernel({ inDtype: "bf16" }),
-        smallMKernel(op, smallMConfig(M, N, K)),
+        smallMStreamKernel(op, smallMStreamConfig(M, N, K)),
         tiledKernel(op, tiledConfig(4096, N)),
       ];
       for (const ks of kernels) {

@@ -90,9 +90,9 @@ async function store(key: string, e: TunedEntry): Promise<void> {
 
 /**
  * The candidates the tuner times: for each step b–f, the two configs {@linkcode sm90ModelClocks} ranks
- * best for this shape (b: its one 128×128 tile), each at the deepest ring that fits, plus (e) 128 wide
- * with the register epilogue (one stage deeper) — ten kernels, so a tune of the seven bench shapes stays
- * well under a minute of GPU time.
+ * best for this shape (b: its one 128×128 tile), each at the deepest ring that fits, plus three variants
+ * of (e)'s best tile (chunks of 2 and 8, register epilogue) — twelve kernels, so a tune of the seven bench
+ * shapes stays well under a minute of GPU time.
  */
 export function tuneCandidates(s: GemmSm90Shape, mode: Sm90ScaleMode, perStep = 2): Sm90Config[] {
   const out: Sm90Config[] = [];
@@ -102,11 +102,14 @@ export function tuneCandidates(s: GemmSm90Shape, mode: Sm90ScaleMode, perStep = 
       .sort((x, y) => x.t - y.t);
     out.push(...ranked.slice(0, perStep).map((r) => r.c));
   }
-  // (e) 128 wide with the register epilogue: no smem output tile, so one more ring stage (6 vs 5)
-  const base = { step: "e", mode, blockM: s.M <= 64 ? 64 : 128, blockN: 128, epilogue: "direct" } as const;
-  const deep: Sm90Config = { ...base, stages: sm90MaxStages(base) };
-  if (sm90ConfigProblems(deep).length === 0 && !out.some((c) => JSON.stringify(c) === JSON.stringify(deep))) {
-    out.push(deep);
+  // structural variants of (e)'s best tile: drained chunks of 2 and 8 k-blocks instead of 4, and the
+  // register epilogue (no smem output tile, so one more ring stage)
+  const e = out.find((c) => c.step === "e");
+  if (e) {
+    const base = { ...e, epilogue: "direct" as const };
+    for (const v of [{ ...e, chunk: 2 }, { ...e, chunk: 8 }, { ...base, stages: sm90MaxStages(base) }]) {
+      if (sm90ConfigProblems(v).length === 0) out.push(v);
+    }
   }
   return out;
 }

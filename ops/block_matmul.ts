@@ -77,9 +77,14 @@ export function registerBlockMatmulBackend(b: BlockMatmulBackend): void {
 /** Which kernels the dispatch may use: all (`auto`) or only the portable mma.sync family (`mma`). */
 export type GemmBackendChoice = "auto" | "mma";
 
+/** Above this M (and up to 64) sm_90 runs the wgmma kernel with 64-row tiles instead of a small-M one. */
+const SMALL_M_SM90_FROM = 16;
+
 /**
- * Version of the small-M kernel: 2 (default: `gemm_small_m_stream.ts`, persistent register-ring stream,
- * M ≤ 32) or 1 (`gemm_small_m.ts`, the first version, M ≤ 64), kept selectable so one GPU run compares them.
+ * Version of the small-M kernel: 1 (default: `gemm_small_m.ts`, M ≤ 64) or 2 (`gemm_small_m_stream.ts`,
+ * persistent register-ring stream, M ≤ 32), both kept so one GPU run compares them. On the H200 (run 2,
+ * graph-replay timing) v1 was faster than v2 at every shape and M ≤ 16 (e.g. 31.0 vs 39.9 µs at
+ * 4×7168×16384, 9.8 vs 12.0 µs at 4×4096×7168), so v1 is the default.
  */
 export type SmallMVersion = 1 | 2;
 
@@ -92,12 +97,11 @@ function sm90Serves(op: BlockMatmulOp, device: Device): boolean {
  * The dispatch. For `op` and an M (the variant must serve every M' ≤ M) on `device`:
  * 1. registered backends, newest first;
  * 2. `auto` on sm_90 when part 2's wgmma kernel supports the op and M > 64 (`sm90Preferred`), or
- *    32 < M ≤ 64 (64-row wgmma tiles: measured on H200, the v1 small-M kernel took 34 µs at
- *    64×4096×7168 and 121 µs at 64×7168×16384 against 22.5 / 46 µs for wgmma at M = 128): the TMA +
- *    wgmma kernel (A-scale stride P a multiple of 4, contiguous A and out);
- * 3. M ≤ 32: the v2 small-M kernel (`smallM` = 2, default) — weights streamed through a register ring by a
- *    persistent grid; with `smallM` = 1, M ≤ 64: the v1 small-M kernel;
- * 4. 32 < M ≤ 64 without wgmma: the v1 small-M kernel; above: the tiled mma.sync kernel.
+ *    16 < M ≤ 64 (64-row wgmma tiles: measured on H200, 32×7168×16384 took 40.8 µs on wgmma against
+ *    75.9 µs on the v2 small-M kernel, 32×24576×1536 15.4 vs 21.3 µs): the TMA + wgmma kernel (A-scale
+ *    stride P a multiple of 4, contiguous A and out);
+ * 3. M ≤ 64: the v1 small-M kernel (`smallM` = 1, default), or with `smallM` = 2 and M ≤ 32 the v2 one;
+ * 4. above: the tiled mma.sync kernel.
  *
  * @example
  * ```ts ignore
@@ -112,7 +116,7 @@ export function selectBlockMatmul(
   M: number,
   device: Device,
   backend: GemmBackendChoice = "auto",
-  smallM: SmallMVersion = 2,
+  smallM: SmallMVersion = 1,
 ): GemmVariant {
   if (backend === "auto") {
     for (const b of backends) {
@@ -120,7 +124,9 @@ export function selectBlockMatmul(
       if (v) return v;
     }
     if (sm90Preferred(M, op.N, op.K, device, op)) return sm90Variant(op, M, device);
-    if (M > SMALL_M_STREAM_MAX && M <= SMALL_M_MAX && sm90Serves(op, device)) return sm90Variant(op, M, device);
+    if (M > SMALL_M_SM90_FROM && M <= SMALL_M_MAX && sm90Serves(op, device)) {
+      return sm90Variant(op, M, device);
+    }
   }
   return mmaVariant(op, M, device.info.smCount, smallM);
 }
@@ -129,7 +135,12 @@ export function selectBlockMatmul(
  * The mma.sync variant (v2 small-M for M ≤ 32, v1 small-M to 64, tiled above; `smallM` = 1 uses v1 for
  * every M ≤ 64): pure, so it also serves the compile tier.
  */
-export function mmaVariant(op: BlockMatmulOp, M: number, smCount = 132, smallM: SmallMVersion = 2): GemmVariant {
+export function mmaVariant(
+  op: BlockMatmulOp,
+  M: number,
+  smCount = 132,
+  smallM: SmallMVersion = 1,
+): GemmVariant {
   const args: (Tensor | number)[] = [];
   const pack = (g: GemmLaunchArgs) => {
     args.length = 0;
@@ -185,7 +196,7 @@ export interface BlockMatmulPrepareOptions extends BlockMatmulOpOptions {
   /** Or exactly these M values (each one is a bucket; a run uses the smallest bucket ≥ its M). */
   mValues?: readonly number[];
   backend?: GemmBackendChoice;
-  /** Small-M kernel version (default 2; 1 = the first version, for comparison). */
+  /** Small-M kernel version (default 1; 2 = the register-ring stream, for comparison). */
   smallM?: SmallMVersion;
   device?: Device;
 }

@@ -32,6 +32,7 @@ import {
   SM90_BLOCK_K,
   sm90Cluster,
   type Sm90Config,
+  sm90Deferred,
   sm90MaxStages,
   sm90Persistent,
   type Sm90ScaleMode,
@@ -90,6 +91,11 @@ export function resolveSm90Config(
   N: number,
 ): Sm90Config {
   const c: Sm90Config = { ...base, ...over, mode };
+  if (
+    !sm90Deferred(c) || (over?.chunk === undefined && over?.step !== undefined && over.step !== base.step)
+  ) {
+    delete c.chunk; // a chunk length belongs to the deferred step it was chosen for
+  }
   if (over?.epilogue === undefined) {
     c.epilogue = c.step === "a" || c.step === "b" || N % 8 !== 0 ? "direct" : "tma";
   }

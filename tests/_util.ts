@@ -19,14 +19,22 @@ export function gpuTest(name: string, fn: (t: Deno.TestContext) => void | Promis
     console.log(`skipped: no CUDA device (${found.reason}) — gpu: tests are ignored`);
     saidGpu = true;
   }
-  Deno.test({ name: `gpu: ${name}`, ignore: !GPU, fn: unwrapSuppressed(fn), sanitizeResources: false, sanitizeOps: false });
+  Deno.test({
+    name: `gpu: ${name}`,
+    ignore: !GPU,
+    fn: unwrapSuppressed(fn),
+    sanitizeResources: false,
+    sanitizeOps: false,
+  });
 }
 
 /**
  * `using` turns an error thrown while disposing after a failure into a SuppressedError whose message
  * hides the failure itself; show both.
  */
-function unwrapSuppressed(fn: (t: Deno.TestContext) => void | Promise<void>): (t: Deno.TestContext) => Promise<void> {
+function unwrapSuppressed(
+  fn: (t: Deno.TestContext) => void | Promise<void>,
+): (t: Deno.TestContext) => Promise<void> {
   return async (t) => {
     try {
       await fn(t);
@@ -40,7 +48,9 @@ function unwrapSuppressed(fn: (t: Deno.TestContext) => void | Promise<void>): (t
         first = first.suppressed;
       }
       const f = first as Error;
-      throw new Error(`${f?.stack ?? f}\n(then, while disposing: ${later.reverse().join("; ")})`, { cause: f });
+      throw new Error(`${f?.stack ?? f}\n(then, while disposing: ${later.reverse().join("; ")})`, {
+        cause: f,
+      });
     }
   };
 }
@@ -57,5 +67,7 @@ export function compileTest(name: string, fn: (t: Deno.TestContext) => void | Pr
 /** Architectures the compile tier builds for, by the kernel's claims. */
 export function archsFor(minArch: number, archSpecific = false): string[] {
   if (archSpecific) return ["sm_90a"];
-  return [["sm_80", 80], ["sm_89", 89], ["sm_90a", 90]].filter(([, cc]) => (cc as number) >= minArch).map(([a]) => a as string);
+  return [["sm_80", 80], ["sm_89", 89], ["sm_90a", 90]].filter(([, cc]) => (cc as number) >= minArch).map((
+    [a],
+  ) => a as string);
 }

@@ -15,6 +15,7 @@ import {
   gemmSm90Kernel,
   SM90_DEFERRED_CHUNK,
   SM90_MAX_SMEM,
+  sm90Chunk,
   sm90Cluster,
   type Sm90Config,
   sm90ConfigName,
@@ -108,6 +109,7 @@ export const LADDER: Sm90Config[] = [
   C({ step: "e", blockM: 64, blockN: 128, stages: 8, mode: "channel", epilogue: "direct" }),
   C({ step: "f" }),
   C({ step: "f", blockN: 96, stages: 7, mode: "tensor" }),
+  C({ step: "e", chunk: 2 }),
 ];
 
 Deno.test("gemm_sm90 config: bad configs are refused with every reason", () => {
@@ -119,6 +121,14 @@ Deno.test("gemm_sm90 config: bad configs are refused with every reason", () => {
   assert.match(sm90ConfigProblems(C({ step: "e", blockN: 144 })).join(), /3·blockN\/2/);
   assert.match(sm90ConfigProblems(C({ step: "f", blockN: 160 })).join(), /3·blockN\/2/);
   assert.deepEqual(sm90ConfigProblems(C({ step: "f", blockN: 128 })), []);
+  assert.match(sm90ConfigProblems(C({ step: "c", chunk: 2 })).join(), /chunk is a setting of steps e and f/);
+  assert.match(sm90ConfigProblems(C({ step: "e", chunk: 9 })).join(), /chunk must be/);
+  assert.equal(
+    sm90ConfigName(C({ step: "e", chunk: 4 })),
+    sm90ConfigName(C({ step: "e" })),
+    "default chunk: same kernel",
+  );
+  assert.match(sm90ConfigName(C({ step: "e", chunk: 2 })), /_u2$/);
   assert.match(sm90ConfigProblems(C({ blockN: 176 })).join(), /straddle 3 scale blocks/);
   assert.match(sm90ConfigProblems(C({ blockN: 256 })).join(), /> 192 accumulator registers/);
   assert.match(sm90ConfigProblems(C({ step: "b", epilogue: "tma" })).join(), /TMA store starts at step c/);
@@ -243,7 +253,14 @@ Deno.test("gemm_sm90 per-warpgroup epilogue (e/f): each warpgroup's stmatrix cov
  * issue cursor, the two slots, dummies past the end, chunks of SM90_DEFERRED_CHUNK, warpgroup 1's half
  * chunk. Returns what one warpgroup did, in order.
  */
-function deferredSchedule(numTiles: number, tileStart: number, tileStep: number, nK: number, wg: number) {
+function deferredSchedule(
+  numTiles: number,
+  tileStart: number,
+  tileStep: number,
+  nK: number,
+  wg: number,
+  U = SM90_DEFERRED_CHUNK,
+) {
   let ti = tileStart, kbi = 0, it = 0, done = false;
   const slot = [0, 1].map(() => ({ ok: false, tl: 0, kb: 0, it: 0, last: false }));
   const released: number[] = [], stored: { tile: number; kbs: number[] }[] = [];
@@ -276,8 +293,8 @@ function deferredSchedule(numTiles: number, tileStart: number, tileStep: number,
     for (let i = 0; i < u; i++) turn(i % 2, i < u - 1);
     assert.equal(pending, 0, "a chunk ends drained");
   };
-  if (wg === 1) chunk(SM90_DEFERRED_CHUNK / 2);
-  while (!done) chunk(SM90_DEFERRED_CHUNK);
+  if (wg === 1) chunk(Math.floor(U / 2));
+  while (!done) chunk(U);
   return { released, stored, dummies, maxPending, finLeft: fin.length };
 }
 
@@ -286,8 +303,8 @@ Deno.test("gemm_sm90 deferred schedule (e/f): every k-block promoted and release
     const [numTiles, grid, nK] of [[1, 1, 1], [5, 2, 1], [7, 3, 2], [17, 4, 3], [64, 132, 56], [300, 132, 12]]
   ) {
     for (let b = 0; b < Math.min(grid, numTiles); b++) {
-      for (const wg of [0, 1]) {
-        const r = deferredSchedule(numTiles, b, grid, nK, wg);
+      for (const [wg, U] of [[0, 4], [1, 4], [0, 2], [1, 2], [1, 3], [0, 8], [1, 8]]) {
+        const r = deferredSchedule(numTiles, b, grid, nK, wg, U);
         const mine = Array.from({ length: Math.ceil((numTiles - b) / grid) }, (_, i) => b + i * grid);
         assert.deepEqual(r.stored.map((x) => x.tile), mine, "tiles stored in walk order, each once");
         for (const s of r.stored) {
@@ -303,7 +320,7 @@ Deno.test("gemm_sm90 deferred schedule (e/f): every k-block promoted and release
           "each stage use released once",
         );
         assert.equal(r.finLeft, 0);
-        assert.ok(r.dummies >= 1 && r.dummies <= SM90_DEFERRED_CHUNK, `dummies ${r.dummies}`);
+        assert.ok(r.dummies >= 1 && r.dummies <= U, `dummies ${r.dummies}`);
         assert.ok(r.maxPending <= 2, "at most two groups in flight");
       }
     }
@@ -398,10 +415,10 @@ for (const c of LADDER) {
           (text.match(new RegExp(`WARPGROUP\\.DEPBAR\\.LE gsb0, 0x${n}\\b`, "g")) ?? []).length;
         if (c.step === "e" || c.step === "f") {
           // issues: the main chunk (U) + warpgroup 1's half chunk (U/2) with two math warpgroups
-          const U = SM90_DEFERRED_CHUNK, two = c.blockM === 128;
-          assert.equal(h.get("QGMMA"), 4 * (U + (two ? U / 2 : 0)), "4 × wgmma k32 per issued k-block");
-          assert.equal(waits(1), U - 1 + (two ? U / 2 - 1 : 0), "deferred waits (wait_group 1) kept");
-          assert.equal(waits(0), two ? 2 : 1, "a full drain only at chunk ends (else ptxas serialized)");
+          const U = sm90Chunk(c), half = c.blockM === 128 ? Math.floor(U / 2) : 0;
+          assert.equal(h.get("QGMMA"), 4 * (U + half), "4 × wgmma k32 per issued k-block");
+          assert.equal(waits(1), U - 1 + Math.max(0, half - 1), "deferred waits (wait_group 1) kept");
+          assert.equal(waits(0), half ? 2 : 1, "a full drain only at chunk ends (else ptxas serialized)");
           return;
         }
         assert.equal(h.get("QGMMA"), 4, "one k-block = 4 × wgmma k32, unrolled once");

@@ -45,7 +45,10 @@ const REPRESENTATIVE: { ks: KernelSource; maxRegs: number }[] = [
     maxRegs: 200,
   },
   {
-    ks: smallMStreamKernel(op({ mode: "tensor", bias: "f16", N: 300, K: 512 }), smallMStreamConfig(5, 300, 512)),
+    ks: smallMStreamKernel(
+      op({ mode: "tensor", bias: "f16", N: 300, K: 512 }),
+      smallMStreamConfig(5, 300, 512),
+    ),
     maxRegs: 168,
   },
   {
@@ -136,10 +139,11 @@ Deno.test("tiled kernel: tile height fills the SMs, grid covers M and N", () => 
   assert.equal(tiledConfig(4096, 7168).bm, 128);
   assert.equal(tiledConfig(128, 7168).bm, 64);
   assert.deepEqual(tiledGrid(4096, 2112, { bm: 128, stages: 3 }), [17, 32, 1]);
-  assert.equal(mmaVariant(op(), 16).name.startsWith("gemm_smallm2_"), true);
-  assert.equal(mmaVariant(op(), 32).name.startsWith("gemm_smallm2_"), true);
-  assert.equal(mmaVariant(op(), 33).name.startsWith("gemm_smallm_"), true);
-  assert.equal(mmaVariant(op(), 16, 132, 1).name.startsWith("gemm_smallm_"), true);
+  assert.equal(mmaVariant(op(), 16).name.startsWith("gemm_smallm_"), true); // v1 is the default
+  assert.equal(mmaVariant(op(), 16, 132, 2).name.startsWith("gemm_smallm2_"), true);
+  assert.equal(mmaVariant(op(), 32, 132, 2).name.startsWith("gemm_smallm2_"), true);
+  assert.equal(mmaVariant(op(), 33, 132, 2).name.startsWith("gemm_smallm_"), true);
+  assert.equal(mmaVariant(op(), 64).name.startsWith("gemm_smallm_"), true);
   assert.equal(mmaVariant(op(), 65).name.startsWith("gemm_mma_"), true);
   assert.deepEqual(mBuckets(16384), [1, 2, 4, 8, 16, 32, 64, 256, 1024, 4096, 16384]);
   assert.deepEqual(mBuckets(5), [1, 2, 4, 5]);

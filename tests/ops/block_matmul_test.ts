@@ -53,7 +53,7 @@ async function sweep(
   K: number,
   backend: GemmBackendChoice,
   ms: readonly number[],
-  smallM: SmallMVersion = 2,
+  smallM?: SmallMVersion,
 ) {
   const rng = new Rng();
   const maxM = Math.max(...ms);
@@ -86,16 +86,16 @@ for (const [N, K] of SHAPES) {
     `block-scaled GEMM (mma.sync kernels: v2 small-M to 32, v1 at 64, tiled above) at N=${N} K=${K} for M in ${
       MS.join(",")
     }: rel error ≤ 2e-3, every element written`,
-    () => sweep(N, K, "mma", MS),
+    () => sweep(N, K, "mma", MS, 2),
   );
 }
-gpuTest("the v1 small-M kernel (kept for comparison) is still correct for M ≤ 64", async () => {
+gpuTest("the v1 small-M kernel (the default for M ≤ 16) is correct for M ≤ 64", async () => {
   await sweep(2112, 7168, "mma", [1, 5, 16, 31, 64], 1);
   await sweep(24576, 1536, "mma", [1, 13, 64], 1);
   await sweep(256, 512, "mma", [3, 16], 1);
 });
 gpuTest(
-  "block-scaled GEMM through the default dispatch (sm_90 wgmma for M > 32 where supported)",
+  "block-scaled GEMM through the default dispatch (v1 small-M to 16, sm_90 wgmma above where supported)",
   async () => {
     await sweep(2112, 7168, "auto", [1, 16, 31, 48, 128, 1024]);
     await sweep(7168, 2048, "auto", [4, 32, 64, 4096]);

@@ -267,6 +267,8 @@ gpuTest("gemm_sm90 deferred promotion (e, f) is bit-identical to c, d at the sam
       for (
         const [ref, def] of [
           [{ step: "c", blockN: 128 }, { step: "e", blockN: 128 }],
+          [{ step: "c", blockN: 128 }, { step: "e", blockN: 128, chunk: 2 }],
+          [{ step: "c", blockN: 128 }, { step: "e", blockN: 128, chunk: 8 }],
           [{ step: "c", blockN: 112 }, { step: "e", blockN: 112 }],
           [{ step: "d", blockN: 96 }, { step: "f", blockN: 96 }],
         ] as Partial<Sm90Config>[][]

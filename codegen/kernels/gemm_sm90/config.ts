@@ -37,7 +37,15 @@ export interface Sm90Config {
   /** Depth of the TMA → wgmma shared-memory ring. */
   stages: number;
   epilogue: Sm90Epilogue;
+  /**
+   * Steps e/f only: k-blocks per drained chunk of the math loop (default {@linkcode SM90_DEFERRED_CHUNK}).
+   * Longer chunks expose fewer drains but unroll more code (one epilogue copy per k-block of a chunk).
+   */
+  chunk?: number;
 }
+
+/** Default k-blocks per drained chunk of the deferred steps (e, f). */
+export const SM90_DEFERRED_CHUNK = 4;
 
 /** SM90_BLOCK_K: one 128-wide scale block = one 128-byte swizzle atom of fp8. */
 export const SM90_BLOCK_K = 128;
@@ -154,6 +162,12 @@ export function sm90ConfigProblems(c: Sm90Config): string[] {
   if (!(Number.isInteger(c.stages) && c.stages >= 2 && c.stages <= 16)) {
     p.push(`stages must be 2..16 (got ${c.stages})`);
   }
+  if (c.chunk !== undefined) {
+    if (!sm90Deferred(c)) p.push(`chunk is a setting of steps e and f (step ${c.step})`);
+    else if (!(Number.isInteger(c.chunk) && c.chunk >= 2 && c.chunk <= 8)) {
+      p.push(`chunk must be an integer in 2..8 (got ${c.chunk})`);
+    }
+  }
   if (c.epilogue !== "direct" && c.epilogue !== "tma") {
     p.push(`epilogue must be direct or tma (got ${c.epilogue})`);
   }
@@ -178,7 +192,13 @@ export function assertSm90Config(c: Sm90Config): void {
 
 /** The kernel name, which encodes every field of the config. */
 export function sm90ConfigName(c: Sm90Config): string {
-  return `gemm_sm90${c.step}_fp8e4m3_bf16_${c.mode}_${c.blockM}x${c.blockN}x${SM90_BLOCK_K}_s${c.stages}_${c.epilogue}`;
+  const u = c.chunk !== undefined && c.chunk !== SM90_DEFERRED_CHUNK ? `_u${c.chunk}` : "";
+  return `gemm_sm90${c.step}_fp8e4m3_bf16_${c.mode}_${c.blockM}x${c.blockN}x${SM90_BLOCK_K}_s${c.stages}_${c.epilogue}${u}`;
+}
+
+/** The chunk length a deferred config runs with. */
+export function sm90Chunk(c: Sm90Config): number {
+  return c.chunk ?? SM90_DEFERRED_CHUNK;
 }
 
 /** The deepest ring that fits the shared memory limit for this tile (capped at `max`). */

@@ -22,6 +22,10 @@ export const SM90_DEFAULT_SMS = 132;
 /** Assumed L2 → SM bandwidth per SM per clock (bytes) in the heuristic's model (≈ 13.5 TB/s over 132 SMs
  * at 1.83 GHz; run 1 moved ≥ 32 B/clk/SM without L2 being the limit: d's multicast did not help). */
 const L2_BYTES_PER_CLK = 56;
+/** Shared-memory bandwidth per SM per clock (bytes), assumed shared by wgmma operand reads and TMA writes:
+ * at 128×128 a k-block moves 80 KB (640 clk, under the tensor time), at 128×64 56 KB (448 clk, above its
+ * 256 tensor clocks) — narrow tiles are smem-bound. */
+const SMEM_BYTES_PER_CLK = 128;
 
 /**
  * Per-step constants of {@linkcode sm90ModelClocks}, in SM clocks (1.83 GHz basis): `colClk` per output
@@ -38,14 +42,17 @@ export const SM90_STEP_MODEL: Readonly<
   b: { colClk: 6.9, twoBlockClk: 0.3, tileClk: 5500 },
   c: { colClk: 7.0, twoBlockClk: 0.3, tileClk: 1200 },
   d: { colClk: 7.15, twoBlockClk: 0.3, tileClk: 1200 },
-  e: { colClk: 5.0, twoBlockClk: 0.1, tileClk: 400 },
-  f: { colClk: 5.0, twoBlockClk: 0.1, tileClk: 400 },
+  // e/f were predicted at 5.3 (deferred promotion hiding the FFMA stall); run 2 on the H200 measured
+  // 942–1033 clk/kb at 128×128 against c's 877–965: about 7.5% slower than c, not faster.
+  e: { colClk: 7.55, twoBlockClk: 0.3, tileClk: 1200 },
+  f: { colClk: 7.8, twoBlockClk: 0.3, tileClk: 1200 },
 };
 
 /**
  * Model time (in SM clocks) of `c` on an (M, N, K) problem: waves of tiles × (k-blocks × max(per-k-block
- * time from {@linkcode SM90_STEP_MODEL}, L2 feed) + per-tile overhead), whole waves (equal tiles, one CTA
- * per SM: the last wave is partial for a persistent grid and a refilled one alike). L2: A + B bytes per k-block (B halved by the d/f multicast).
+ * time from {@linkcode SM90_STEP_MODEL}, L2 feed, smem feed) + per-tile overhead), whole waves (equal
+ * tiles, one CTA per SM: the last wave is partial for a persistent grid and a refilled one alike). L2: A + B
+ * bytes per k-block (B halved by the d/f multicast); smem: wgmma operand reads + TMA writes.
  *
  * @example
  * ```ts
@@ -67,11 +74,18 @@ export function sm90ModelClocks(
   const two = c.mode === "block" && 128 % c.blockN !== 0 ? m.twoBlockClk : 0;
   const compute = c.blockN * (m.colClk * (c.blockM / 128) + two);
   const l2 = (c.blockM * SM90_BLOCK_K + (c.blockN * SM90_BLOCK_K) / sm90Cluster(c)) / L2_BYTES_PER_CLK;
-  return waves * ((K / SM90_BLOCK_K) * Math.max(compute, l2) + m.tileClk);
+  // smem: each 64-row wgmma slice reads its A rows and all of B; TMA writes A + B once
+  const smem = ((c.blockM / 64) * (64 + c.blockN) + c.blockM + c.blockN) * SM90_BLOCK_K / SMEM_BYTES_PER_CLK;
+  return waves * ((K / SM90_BLOCK_K) * Math.max(compute, l2, smem) + m.tileClk);
 }
 
 /** Steps the default heuristic chooses from (a is the teaching rung, never faster than b). */
 export const SM90_DEFAULT_STEPS: Sm90Step[] = ["b", "c", "d", "e", "f"];
+/**
+ * Steps the default heuristic chooses among: the ones that won a measured run. On the H200 (run 2)
+ * the persistent c beat e/f (deferred promotion) at every shape and was within 9% of the tuned best.
+ */
+export const SM90_HEURISTIC_STEPS: Sm90Step[] = ["b", "c", "d"];
 
 /** Candidate tile widths per step: ≤ 128 for the deferred steps (3·BN/2 accumulator registers). */
 export function sm90Widths(step: Sm90Step, M: number): number[] {
@@ -119,7 +133,7 @@ export function sm90Candidates(
  * @example
  * ```ts
  * import { chooseSm90Config } from "./heuristic.ts";
- * console.log(chooseSm90Config(4096, 7168, 7168, "block")); // { step: "e", blockM: 128, blockN: 128, ... }
+ * console.log(chooseSm90Config(4096, 7168, 7168, "block")); // { step: "c", blockM: 128, blockN: 128, ... }
  * ```
  */
 export function chooseSm90Config(
@@ -128,7 +142,7 @@ export function chooseSm90Config(
   K: number,
   mode: Sm90ScaleMode = "block",
   device?: { info: { smCount: number } },
-  steps: readonly Sm90Step[] = SM90_DEFAULT_STEPS,
+  steps: readonly Sm90Step[] = SM90_HEURISTIC_STEPS,
 ): Sm90Config {
   const sms = device?.info.smCount ?? SM90_DEFAULT_SMS;
   let best: { c: Sm90Config; t: number } | undefined;

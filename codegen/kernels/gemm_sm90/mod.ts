@@ -34,7 +34,7 @@ export { sm90Params } from "./parts.ts";
 export { gemmSm90StepA } from "./step_a.ts";
 export { gemmSm90StepB } from "./step_b.ts";
 export { gemmSm90StepCD } from "./step_c.ts";
-export { gemmSm90StepEF, SM90_DEFERRED_CHUNK } from "./step_e.ts";
+export { gemmSm90StepEF } from "./step_e.ts";
 
 /**
  * The KernelSource of one ladder kernel. Pure and deterministic (snapshot-testable).

@@ -1,9 +1,8 @@
 /**
  * The pieces of the deferred-promotion steps (e, f): a math warpgroup keeps two wgmma temp accumulators
  * `t0`, `t1` ("slots") and always has one k-block's wgmmas queued on the tensor core while it promotes the
- * previous one. Each slot remembers what its k-block needs after the wgmmas finish: the ring stage to
- * release (`st`), the tile (`tl`), whether it is the tile's last k-block (`last`), and in block mode its
- * two A-scales, its B-scale(s) and the tile's scale-block split. Variable names are fixed (see each
+ * previous one. Each slot remembers what its k-block needs after the wgmmas finish (`mt_p`, `tl_p`, and
+ * in block mode its scale products — see {@linkcode deferredState}). Variable names are fixed (see each
  * function) so the step file reads like the kernel it generates.
  *
  * @module
@@ -22,27 +21,31 @@ function twoBlocks(c: Sm90Config): boolean {
 }
 
 /**
- * Declarations of the issue cursor and the two slots. Needs: tileStart, numTiles, TILE_OF, sb, N, nK.
- * Defines `ti`, `kbi`, `it` (the next k-block to issue: tile, k-block, ring index), the cursor tile's
- * B-scale rows `sbLoI`/`sbHiI`/`splitI` (block mode, refreshed by `SET_ISSUE_TILE()`), and per slot p:
- * `ok_p` (a real k-block, not a dummy), `st_p`, `tl_p`, `last_p` (+ `sa0_p`, `sa1_p`, `sbl_p`, `sbh_p`, `sp_p` in block mode).
+ * Declarations of the issue cursor and the two slots. Needs: tileStart, numTiles, TILE_OF, N, nK.
+ * Defines `ti`, `kbi`, `it` (the next k-block to issue: tile, k-block, ring index), `done`, the cursor
+ * tile's B-scale row offsets `sbI`/`sbHiI` and scale-block split `splitI` (block mode, refreshed by
+ * `SET_ISSUE_TILE()`), and per slot p: `mt_p` (packed: bit 0 a real k-block — not a dummy —, bit 1 the
+ * tile's last k-block, bits 2–7 the ring stage, bits 8+ the split), `tl_p` (its tile) and in block mode
+ * its scale products `s0_p`, `s1_p` (rows r0, r0 + 8 × the low B-scale block; `h0_p`, `h1_p` × the high
+ * one). Packing and pre-multiplying keep the math warpgroups below the 232-register cap with margin:
+ * three BN/2 accumulators already take 192 of them.
  */
 export function deferredState(c: Sm90Config): string {
   const block = c.mode === "block", two = twoBlocks(c);
   const setTile = !block
     ? "#define SET_ISSUE_TILE() {}"
     : two
-    ? `#define SET_ISSUE_TILE() { int mb_, nb_; TILE_OF(ti, mb_, nb_); const int n0_ = nb_ * BN, nb0_ = n0_ / 128; \\
-      sbLoI = sb + (size_t)nb0_ * nK; sbHiI = sb + (size_t)min(nb0_ + 1, (N - 1) / 128) * nK; splitI = 128 - n0_ % 128; }`
-    : `#define SET_ISSUE_TILE() { int mb_, nb_; TILE_OF(ti, mb_, nb_); sbLoI = sb + (size_t)((nb_ * BN) / 128) * nK; }`;
+    ? `#define SET_ISSUE_TILE() { int mb_, nb_; TILE_OF(ti, mb_, nb_); const int n0_ = nb_ * BN, nb0_ = n0_ / 128; \
+      sbI = nb0_ * nK; sbHiI = min(nb0_ + 1, (N - 1) / 128) * nK; splitI = 128 - n0_ % 128; }`
+    : `#define SET_ISSUE_TILE() { int mb_, nb_; TILE_OF(ti, mb_, nb_); sbI = ((nb_ * BN) / 128) * nK; }`;
   const slot = (p: number) =>
-    `u32 st_${p} = 0; int tl_${p} = 0; bool last_${p} = false, ok_${p} = false;` +
-    (block ? ` float sa0_${p} = 0.f, sa1_${p} = 0.f, sbl_${p} = 0.f;` : "") +
-    (two ? ` float sbh_${p} = 0.f; int sp_${p} = 128;` : "");
+    `u32 mt_${p} = 0; int tl_${p} = 0;` +
+    (block ? ` float s0_${p} = 0.f, s1_${p} = 0.f;` : "") +
+    (two ? ` float h0_${p} = 0.f, h1_${p} = 0.f;` : "");
   return `int ti = tileStart, kbi = 0;
     u32 it = 0;
     bool done = false; // set when an issue found no k-block left (its group is a dummy)
-    ${block ? "const float* sbLoI = sb;" : ""}${two ? " const float* sbHiI = sb; int splitI = 128;" : ""}
+    ${block ? "int sbI = 0;" : ""}${two ? " int sbHiI = 0, splitI = 128;" : ""}
     ${setTile}
     SET_ISSUE_TILE();
     ${slot(0)}
@@ -57,7 +60,7 @@ export function deferredState(c: Sm90Config): string {
  * pipeline shape on every path (with the issue inside an `if`, it serializes every wgmma: C7514). The dummy
  * costs one k-block of tensor time per warpgroup per CTA lifetime and reads only smem whose loads have all
  * completed (every real k-block was waited for before it). Variables: see {@linkcode deferredState}, plus
- * wg, r0, base, sm, done.
+ * wg, r0, base, sm, sb.
  */
 export function deferredIssue(c: Sm90Config, p: number): string {
   const block = c.mode === "block", two = twoBlocks(c);
@@ -66,20 +69,26 @@ export function deferredIssue(c: Sm90Config, p: number): string {
         const u32 s = real ? it % STAGES : 0u;
         if (real) {
           const u32 ph = (it / STAGES) & 1u;
-          ${block ? `const float bl_ = __ldg(sbLoI + kbi)${two ? ", bh_ = __ldg(sbHiI + kbi)" : ""};` : ""}
+          ${
+    block ? `const float bl_ = __ldg(sb + sbI + kbi)${two ? ", bh_ = __ldg(sb + sbHiI + kbi)" : ""};` : ""
+  }
           mbar_wait(FULL(s), ph, STUCK);
           ${
     block
       ? `const float* sas = (const float*)(sm + SA_OFF + s * SA_STAGE);
-          sa0_${p} = sas[r0];
-          sa1_${p} = sas[r0 + 8];
-          sbl_${p} = bl_;${two ? ` sbh_${p} = bh_; sp_${p} = splitI;` : ""}`
+          const float a0_ = sas[r0], a1_ = sas[r0 + 8];
+          s0_${p} = a0_ * bl_;
+          s1_${p} = a1_ * bl_;${
+        two
+          ? `
+          h0_${p} = a0_ * bh_;
+          h1_${p} = a1_ * bh_;`
+          : ""
+      }`
       : ""
   }
-          ok_${p} = true;
-          st_${p} = s;
+          mt_${p} = 1u | (kbi == nK - 1 ? 2u : 0u) | (s << 2)${two ? " | ((u32)splitI << 8)" : ""};
           tl_${p} = ti;
-          last_${p} = kbi == nK - 1;
           ++it;
           if (++kbi == nK) {
             kbi = 0;
@@ -87,8 +96,7 @@ export function deferredIssue(c: Sm90Config, p: number): string {
             if (ti < numTiles) SET_ISSUE_TILE();
           }
         } else {
-          ok_${p} = false;
-          last_${p} = false;
+          mt_${p} = 0u;
           done = true;
         }
         const u64 da = desc_sw128(base + A_OFF + s * A_STAGE + wg * 64u * BK);
@@ -115,12 +123,13 @@ export function deferredPromote(c: Sm90Config, p: number): string {
   }
   const two = twoBlocks(c);
   return `{
-        const float s00 = sa0_${p} * sbl_${p}, s10 = sa1_${p} * sbl_${p};
-        ${two ? `const float s01 = sa0_${p} * sbh_${p}, s11 = sa1_${p} * sbh_${p};` : ""}
+        ${two ? `const int split = (int)(mt_${p} >> 8);` : ""}
         #pragma unroll
         for (int i = 0; i < BN / 8; ++i) {
-          ${two ? `const bool lo = 8 * i < sp_${p};` : ""}
-          const float sr0 = ${two ? "lo ? s00 : s01" : "s00"}, sr1 = ${two ? "lo ? s10 : s11" : "s10"};
+          ${two ? "const bool lo = 8 * i < split;" : ""}
+          const float sr0 = ${two ? `lo ? s0_${p} : h0_${p}` : `s0_${p}`}, sr1 = ${
+    two ? `lo ? s1_${p} : h1_${p}` : `s1_${p}`
+  };
           fin[4 * i + 0] += sr0 * t${p}[4 * i + 0];
           fin[4 * i + 1] += sr0 * t${p}[4 * i + 1];
           fin[4 * i + 2] += sr1 * t${p}[4 * i + 2];
@@ -131,9 +140,10 @@ export function deferredPromote(c: Sm90Config, p: number): string {
 
 /** Release slot p's ring stage: one arrival per math warp (on both CTAs' barriers with a cluster). */
 export function deferredRelease(c: Sm90Config, p: number): string {
+  const st = `((mt_${p} >> 2) & 63u)`;
   return sm90Cluster(c) > 1
-    ? `if (lane == 0) { mbar_arrive_cluster(EMPTY(st_${p}), 0); mbar_arrive_cluster(EMPTY(st_${p}), 1); }`
-    : `if (lane == 0) mbar_arrive(EMPTY(st_${p}));`;
+    ? `if (lane == 0) { mbar_arrive_cluster(EMPTY(${st}), 0); mbar_arrive_cluster(EMPTY(${st}), 1); }`
+    : `if (lane == 0) mbar_arrive(EMPTY(${st}));`;
 }
 
 /**

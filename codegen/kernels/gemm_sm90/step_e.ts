@@ -41,6 +41,7 @@
 import { type KernelSource, renderSignature } from "../../kernel_source.ts";
 import {
   assertSm90Config,
+  sm90Chunk,
   sm90Cluster,
   type Sm90Config,
   sm90ConfigName,
@@ -70,9 +71,6 @@ import {
   SM90_DEFERRED_HELPERS,
 } from "./parts_e.ts";
 
-/** k-blocks per drained chunk of the math loop (even: a chunk starts and ends on slot 0). */
-export const SM90_DEFERRED_CHUNK = 4;
-
 /**
  * One turn for slot p inside a chunk: queue the next k-block (or a dummy) into the other slot and wait
  * for slot p (`wait_group 1`), or, on the chunk's last turn, drain (`wait_group 0`); then release slot p's
@@ -85,10 +83,10 @@ function turn(c: Sm90Config, p: number, issueNext: boolean): string {
       ${issueNext ? `${deferredIssue(c, q)}\n      wgmma_wait1();` : "wgmma_wait0();"}
       #pragma unroll
       for (int j = 0; j < BN / 2; ++j) fence_reg(t${p}[j]);
-      if (ok_${p}) {
+      if (mt_${p} & 1u) { // a real k-block (not a dummy)
         ${deferredRelease(c, p)}
         ${deferredPromote(c, p)}
-        if (last_${p}) {
+        if (mt_${p} & 2u) { // the tile's last k-block
           int mb, nb;
           TILE_OF(tl_${p}, mb, nb);
           const int m0 = mb * BM, n0 = nb * BN;
@@ -104,7 +102,8 @@ function turn(c: Sm90Config, p: number, issueNext: boolean): string {
 
 /**
  * A chunk of `u` k-blocks, straight-line: slot 0 is issued, then each turn queues the next k-block before
- * promoting the previous one; the chunk ends drained. ptxas only keeps wgmmas asynchronous when no group
+ * promoting the previous one (slots alternate; any u ≥ 1 works, the next chunk reissues slot 0, which
+ * was promoted last or one turn before); the chunk ends drained. ptxas only keeps wgmmas asynchronous when no group
  * is pending across a loop back-edge while accumulators are read (else it serializes every wgmma, C7514),
  * hence chunks instead of a rolling loop; a chunk's final drain exposes one promotion, which the other
  * warpgroup's queued wgmmas cover because its chunk boundaries are offset by half a chunk.
@@ -155,11 +154,11 @@ ${entry(c)}
     ${
     c.blockM === 128
       ? `if (wg == 1u) ${
-        chunk(c, SM90_DEFERRED_CHUNK / 2)
+        chunk(c, Math.floor(sm90Chunk(c) / 2))
       } // warpgroup 1 runs half a chunk ahead of 0's boundaries`
       : ""
   }
-    while (!done) ${chunk(c, SM90_DEFERRED_CHUNK)}
+    while (!done) ${chunk(c, sm90Chunk(c))}
     ${c.epilogue === "tma" ? "if ((threadIdx.x & 127u) == 0u) tma_store_wait_all();" : ""}
     }
   }
