@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { serializeSafetensors } from "../../dsl/safetensors.ts";
 import { inspect, main } from "../../cli/inspect.ts";
 
-const FIXTURES = new URL("../../../shared/fixtures/hf-configs/", import.meta.url);
+const FIXTURES = new URL("../fixtures/hf-configs/", import.meta.url);
 const fixture = (name: string) => JSON.parse(Deno.readTextFileSync(new URL(name, FIXTURES)));
 const ROOT = new URL("../../", import.meta.url).pathname;
 

@@ -1,5 +1,5 @@
 /**
- * The compressed-tensors and ModelOpt configs of shared/fixtures/hf-configs (native fp8 / mxfp4 ones are in
+ * The compressed-tensors and ModelOpt configs of tests/fixtures/hf-configs (native fp8 / mxfp4 ones are in
  * quant_fixtures_test.ts), planned over representative module names. The expected scheme of each is
  * written from the spec's rules (quant-spec §1–2), not from kiln's output: the comment above each test
  * gives the reasoning. The last test checks that the two files together cover every fixture.
@@ -16,7 +16,7 @@ import {
   type QuantPlan,
 } from "../../dsl/quant/mod.ts";
 
-const DIR = new URL("../../../shared/fixtures/hf-configs/", import.meta.url);
+const DIR = new URL("../fixtures/hf-configs/", import.meta.url);
 const fixture = (name: string): Record<string, unknown> =>
   JSON.parse(Deno.readTextFileSync(new URL(name, DIR)));
 const cfg = (name: string): QuantConfig => parseQuantConfig(fixture(name));

@@ -1,5 +1,5 @@
 /**
- * The native fp8 and mxfp4 configs of shared/fixtures/hf-configs (the compressed-tensors and ModelOpt ones
+ * The native fp8 and mxfp4 configs of tests/fixtures/hf-configs (the compressed-tensors and ModelOpt ones
  * are in quant_fixtures_ct_test.ts), planned over representative module names. The expected scheme of each
  * is written from the spec's rules (quant-spec §1–2, §4.6), not from kiln's output: the comment above
  * each test gives the reasoning.
@@ -18,7 +18,7 @@ import {
   type QuantPlan,
 } from "../../dsl/quant/mod.ts";
 
-const DIR = new URL("../../../shared/fixtures/hf-configs/", import.meta.url);
+const DIR = new URL("../fixtures/hf-configs/", import.meta.url);
 const fixture = (name: string): Record<string, unknown> =>
   JSON.parse(Deno.readTextFileSync(new URL(name, DIR)));
 const cfg = (name: string): QuantConfig => parseQuantConfig(fixture(name));
