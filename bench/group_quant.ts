@@ -4,23 +4,30 @@
  * device copy bandwidth measured in the same run; fused silu-and-mul + quant against the two kernels run
  * separately (kiln's and Triton's); the options at one large shape; and a schedule sweep.
  *
- * Napkin math: bytes = 2MK read + MK + 4MK/G written (3.03 bytes per element at G = 128). At 80% of the
- * H200's ~3.9 TB/s measured copy: M = 4096, K = 7168 moves 89 MB → ≈ 28 µs (3.1 TB/s); M = 16384 →
- * 356 MB ≈ 114 µs. M ≤ 16 moves ≤ 0.35 MB: latency-bound, one DRAM round trip after the launch,
- * predicted 2.5-3.5 µs of GPU time. Fused silu-mul reads 4MK and writes the same outputs: 5.03 B/elem vs
- * 2+2+2+1.03 = 7.03 for the separate pair → ≥ 1.3× faster when both run at the same bandwidth.
+ * Napkin math: bytes = 2MK read + MK + 4MK/G written (3.03 bytes per element at G = 128). The first run
+ * (H200, copy 4.10 TB/s, an event pair around every call) fits t = 4.9 µs + bytes / 3.91 TB/s over
+ * M = 1024..16384 at K = 7168: the streaming rate is 95% of copy and the 4.9 µs is per-call cost (the
+ * M ≤ 16 calls took 4.3-4.5 µs). Timed as 16 back-to-back calls that cost drops to the kernel's own
+ * latency (launch gap + one DRAM round trip ≈ 2-2.5 µs): M = 4096, K = 7168 (89 MB) ≈ 22.8 + 2.3 ≈ 25 µs
+ * ≈ 3.5 TB/s ≈ 86% of copy; M ≤ 16 ≈ 2-2.5 µs. Fused silu-mul reads 4MK and writes the same outputs:
+ * 5.03 B/elem vs 2+2+2+1.03 = 7.03 for the separate pair; it was issue-bound (62 SASS instructions per
+ * element, a division and FRND/F2I/F2F on the conversion pipe per element) and now takes 42 (silu
+ * without a division, packed bf16 conversions): at M = 16384, H = 7168, ≈ 150-185 µs (was 268).
  *
- * Inputs rotate over enough sets to exceed L2 three times where the work is memory-bound; every
- * kernel's output is checked against the TypeScript reference (sampled rows) before it is timed.
+ * Timing: kiln's timeKernel (a CUDA graph of 16 back-to-back calls between events for calls under 50 µs,
+ * one call otherwise; median); the Triton peer replays a CUDA graph of 16 back-to-back calls behind a GPU sleep
+ * (median / 16): both GPU time of back-to-back calls. Inputs rotate over enough sets to exceed L2 three
+ * times; every kernel's output is checked against the TypeScript reference (sampled rows, every byte of
+ * q and scales) before it is timed.
  *
  *   deno run -A bench/group_quant.ts
  *
  * @module
  */
 import { Device, Tensor, timeKernel } from "../mod.ts";
-import { encodeArray } from "../dsl/dtype.ts";
+import { encodeArray, type HostArray } from "../dsl/dtype.ts";
 import { input, interpret, RowProgram } from "../dsl/expr/mod.ts";
-import { groupQuantProgram } from "../dsl/ops/group_quant.ts";
+import { groupQuantProgram, type GroupQuantSpec } from "../dsl/ops/group_quant.ts";
 import {
   type PreparedGroupQuant,
   prepareGroupQuant,
@@ -32,6 +39,8 @@ import { copyBandwidth, pct, printTable, type Row, runPeer } from "./_util.ts";
 import { Rng } from "../testing/mod.ts";
 
 const MS = [1, 4, 16, 128, 1024, 4096, 16384];
+const TIMING_NOTE = "µs: GPU time per call of back-to-back calls, kiln and Triton alike (a CUDA graph of " +
+  "16 calls / 16 below 50 µs), median, inputs rotated past L2";
 const KS = [2048, 7168];
 const GEMM_LAYOUT = { scaleLayout: "mmajor", rowAlign: 4 } as const;
 
@@ -47,16 +56,17 @@ function randomRows(rng: Rng, n: number, dtype: "bf16" | "f16" = "bf16"): Uint16
   return out;
 }
 
-/** Check rows `rows` of a run against the interpreter (the reference), bytes of q and scales. */
-function validate(
-  gq: PreparedGroupQuant,
+/** Check rows `rows` of a run (host copies of q and the scales) against the interpreter, byte for byte. */
+export function validate(
+  spec: GroupQuantSpec,
+  name: string,
   raw: Uint16Array,
   M: number,
-  q: Tensor,
-  s: Tensor,
+  qHost: HostArray,
+  sHost: HostArray,
   rows: number[],
 ): void {
-  const spec = gq.spec, W = spec.fuseSiluMul ? 2 * spec.K : spec.K, S = spec.K / spec.groupSize;
+  const W = spec.fuseSiluMul ? 2 * spec.K : spec.K, S = spec.K / spec.groupSize;
   const mPad = Math.ceil(M / spec.rowAlign) * spec.rowAlign;
   const sub = new Uint16Array(rows.length * W);
   rows.forEach((r, i) => sub.set(raw.subarray(r * W, (r + 1) * W), i * W));
@@ -64,18 +74,30 @@ function validate(
     inputs: { x: sub },
     geometry: { m: rows.length, rows: rows.length },
   });
-  const qh = q.toHost() as Uint8Array, sh = s.toHost() as Float32Array;
-  const rq = ref.q as Uint8Array, rs = ref.s as Float32Array;
+  const qh = new Uint8Array(qHost.buffer, qHost.byteOffset, qHost.byteLength);
+  const rq = new Uint8Array(ref.q.buffer, ref.q.byteOffset, ref.q.byteLength);
+  // scales compared as raw bytes: f32 values, or (packUe8m0) the exponent bytes of the int32 words
+  const sh = new Uint8Array(sHost.buffer, sHost.byteOffset, sHost.byteLength);
+  const rs = new Uint8Array(ref.s.buffer, ref.s.byteOffset, ref.s.byteLength);
+  const n = rows.length;
+  const at = (r: number, g: number, ld: number): number =>
+    spec.packUe8m0
+      ? ((g >> 2) * ld + r) * 4 + (g & 3)
+      : 4 * (spec.scaleLayout === "mmajor" ? g * ld + r : r * S + g);
+  const per = spec.packUe8m0 ? 1 : 4, groups = spec.packUe8m0 ? Math.ceil(S / 4) * 4 : S;
   rows.forEach((r, i) => {
     for (let j = 0; j < spec.K; j++) {
       if (qh[r * spec.K + j] !== rq[i * spec.K + j]) {
-        throw new Error(`${gq.kernel.name} M=${M}: q[${r}, ${j}] differs from the reference`);
+        throw new Error(`${name} M=${M}: q[${r}, ${j}] differs from the reference`);
       }
     }
-    for (let g = 0; g < S; g++) {
-      const got = spec.scaleLayout === "mmajor" ? sh[g * mPad + r] : sh[r * S + g];
-      const want = spec.scaleLayout === "mmajor" ? rs[g * rows.length + i] : rs[i * S + g];
-      if (got !== want) throw new Error(`${gq.kernel.name} M=${M}: scale (${r}, ${g}) ${got} vs ${want}`);
+    for (let g = 0; g < groups; g++) {
+      for (let b = 0; b < per; b++) {
+        const got = sh[at(r, g, mPad) + b], want = rs[at(i, g, n) + b];
+        if (got !== want) {
+          throw new Error(`${name} M=${M}: scale (${r}, ${g}) byte ${b}: ${got} vs ${want}`);
+        }
+      }
     }
   });
 }
@@ -93,7 +115,7 @@ async function timeQuant(gq: PreparedGroupQuant, M: number, rng: Rng, check = tr
     gq.run(xs[0], outs[0]);
     if (check) {
       const rows = M <= 64 ? Array.from({ length: M }, (_, i) => i) : [0, 1, 2, M >> 1, M - 2, M - 1];
-      validate(gq, raw, M, outs[0].q, outs[0].scales, rows);
+      validate(spec, gq.kernel.name, raw, M, outs[0].q.toHost(), outs[0].scales.toHost(), rows);
     }
     const t = await timeKernel((i) => gq.run(xs[i % sets], outs[i % sets]), { warmup: 10, reps: 100 });
     return t.medianUs;
@@ -137,6 +159,7 @@ async function mainTable(copy: number, rng: Rng): Promise<void> {
     } TB/s`,
     rows,
   );
+  console.log(TIMING_NOTE + (peer?.method ? ` (peer: ${peer.method})` : ""));
   await siluTable(
     copy,
     rng,
@@ -189,6 +212,7 @@ async function siluTable(copy: number, rng: Rng, peer?: { shape: number[]; us?: 
     }
   }
   printTable("fused silu(gate)·up + group quant vs silu-mul then quant (two kernels)", rows);
+  console.log(TIMING_NOTE);
 }
 
 async function optionsTable(copy: number, rng: Rng): Promise<void> {
@@ -222,15 +246,16 @@ async function optionsTable(copy: number, rng: Rng): Promise<void> {
 
 async function scheduleSweep(copy: number, rng: Rng): Promise<void> {
   const M = 4096, K = 7168;
+  // the family's schedule first (55 registers: 4 CTAs of 256 per SM, 64 KB of loads in flight per SM),
+  // then fewer registers (more CTAs resident), other CTA sizes, and rowBlock 1 (scale stores scattered)
   const scheds: Schedule[] = [
     { vec: 8, lanes: 4, chunks: 4, threads: 256, rowBlock: 8 },
     { vec: 8, lanes: 4, chunks: 4, threads: 256, rowBlock: 1 },
     { vec: 8, lanes: 4, chunks: 4, threads: 128, rowBlock: 8 },
+    { vec: 8, lanes: 4, chunks: 4, threads: 512, rowBlock: 8 },
     { vec: 8, lanes: 8, chunks: 2, threads: 256, rowBlock: 8 },
     { vec: 8, lanes: 16, chunks: 1, threads: 256, rowBlock: 8 },
     { vec: 8, lanes: 16, chunks: 2, threads: 256, rowBlock: 8 },
-    { vec: 8, lanes: 32, chunks: 4, threads: 256, rowBlock: 1 },
-    { vec: 8, lanes: 2, chunks: 8, threads: 256, rowBlock: 8 },
   ];
   const rows: Row[] = [];
   for (const schedule of scheds) {

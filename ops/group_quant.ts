@@ -100,6 +100,50 @@ function checkOut(what: string, t: Tensor, dtype: DType, shape: number[]): void 
 }
 
 /**
+ * The kernel arguments and the grid of one run, in the kernel's parameter order (pure: the GPU path
+ * and the tests' CPU emulator share it). `xLd` is the input's row stride in elements; the scale buffer's
+ * leading dimension is M_pad (T_pad masked) for M-major and packed scales, K / G for row-major ones.
+ *
+ * @example
+ * ```ts
+ * import { resolveGroupQuant } from "../dsl/ops/group_quant.ts";
+ * import { groupQuantKernel } from "../codegen/kernels/group_quant.ts";
+ * import { groupQuantLaunch } from "./group_quant.ts";
+ * const spec = resolveGroupQuant(512, "bf16", { scaleLayout: "mmajor", rowAlign: 4 });
+ * const rk = groupQuantKernel(spec);
+ * const { args, grid } = groupQuantLaunch(spec, rk, { m: 5, mPad: 8, xLd: 512 }, { x: 1, q: 2, scales: 3 });
+ * console.log(args, grid); // [1, 512, 2, 512, 3, 8, 5, 8] [1, 1, 1]
+ * ```
+ */
+export function groupQuantLaunch<T>(
+  spec: GroupQuantSpec,
+  rk: RowKernel,
+  g: { m: number; mPad: number; experts?: number; xLd: number; smCount?: number },
+  b: { x: T; q: T; scales: T; maskedM?: T },
+): { args: (T | number)[]; grid: [number, number, number] } {
+  const sLd = spec.packUe8m0 || spec.scaleLayout === "mmajor" ? g.mPad : spec.K / spec.groupSize;
+  const values: Record<string, T | number> = {
+    i_x: b.x,
+    i_x_ld: g.xLd,
+    o_q: b.q,
+    o_q_ld: spec.K,
+    o_s: b.scales,
+    o_s_ld: sLd,
+    m: g.m,
+    rows: g.mPad,
+  };
+  if (spec.masked) {
+    if (b.maskedM === undefined) fail("maskedM", "an i32 tensor [E] (masked variant)", "nothing");
+    Object.assign(values, { masked_m: b.maskedM, tokens_pad: g.mPad });
+  }
+  const grid = rowKernelGrid(
+    rk,
+    spec.masked ? { experts: g.experts ?? 0, tokensPad: g.mPad, smCount: g.smCount } : { rows: g.mPad },
+  );
+  return { args: rowKernelArgs(rk, values), grid };
+}
+
+/**
  * Compile the quantizer for `opts` (async; through the kernel cache) and return its synchronous runner.
  *
  * @example
@@ -123,7 +167,6 @@ export async function prepareGroupQuant(opts: PrepareGroupQuantOptions): Promise
   const kernel = await jit(rk.source, { device: opts.device });
   const boundMasked = opts.maskedM instanceof Tensor ? opts.maskedM : undefined;
   const W = spec.fuseSiluMul ? 2 * spec.K : spec.K;
-  const S = spec.K / spec.groupSize;
   const smCount = kernel.device.info.smCount;
   const dev = opts.device;
 
@@ -181,20 +224,13 @@ export async function prepareGroupQuant(opts: PrepareGroupQuantOptions): Promise
     const o = out ?? allocate(m, spec.masked ? { experts, tokensPad: mPad } : undefined);
     checkOut("out.q", o.q, sh.q.dtype, sh.q.shape);
     checkOut("out.scales", o.scales, sh.scales.dtype, sh.scales.shape);
-    const sLd = spec.packUe8m0 || spec.scaleLayout === "mmajor" ? mPad : S;
-    const values: Record<string, Arg> = {
-      i_x: x,
-      i_x_ld: ld,
-      o_q: o.q,
-      o_q_ld: spec.K,
-      o_s: o.scales,
-      o_s_ld: sLd,
-      m,
-      rows: mPad,
-      ...(spec.masked ? { masked_m: maskedM!, tokens_pad: mPad } : {}),
-    };
-    const grid = rowKernelGrid(rk, spec.masked ? { experts, tokensPad: mPad, smCount } : { rows: mPad });
-    kernel.launch(grid, rowKernelArgs(rk, values), { stream: ro.stream });
+    const { args, grid } = groupQuantLaunch<Arg>(spec, rk, { m, mPad, experts, xLd: ld, smCount }, {
+      x,
+      q: o.q,
+      scales: o.scales,
+      maskedM,
+    });
+    kernel.launch(grid, args, { stream: ro.stream });
     return { q: o.q, scales: o.scales, m, mPad };
   };
 

@@ -76,6 +76,95 @@ function fail(argument: string, expected: string, got: string): never {
   throw new ArgumentError(argument, expected, got);
 }
 
+/** What {@linkcode rowInputGeometry} reads of a tensor (a `Tensor`, or a plain object in tests). */
+export interface TensorLayout {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  readonly ptr: bigint;
+}
+
+/**
+ * Check a run's inputs against the program and the schedule (pure: no device) and return their row
+ * strides, the rows of the row inputs (plain domain) or `[experts, tokensPad]` (masked domain). Inputs
+ * read with vector loads need 16-byte aligned addresses and row strides that are multiples of the
+ * vector; inputs read element by element (per-group scales, say) only need a stride ≥ their width.
+ * In the masked domain the kernel addresses row `(e, t)` at `(e · T_pad + t) · ld`, so experts must be
+ * back to back (`strides[0] = T_pad · ld`).
+ *
+ * @example
+ * ```ts
+ * import { input, RowProgram } from "../dsl/expr/mod.ts";
+ * import { defaultSchedule } from "../codegen/expr/schedule.ts";
+ * import { rowInputGeometry } from "./row_program.ts";
+ * const p = new RowProgram("twice").store("y", input("x", "f32", 8).load().mul(2)).finish();
+ * const x = { dtype: "f32" as const, shape: [3, 8], strides: [8, 1], ptr: 0n };
+ * console.log(rowInputGeometry(p, defaultSchedule(p), { x }).rowsIn); // 3
+ * ```
+ */
+export function rowInputGeometry(
+  program: Program,
+  schedule: Schedule,
+  inputs: Readonly<Record<string, TensorLayout | undefined>>,
+): { lds: Record<string, number>; rowsIn?: number; experts: number; tokensPad: number } {
+  const masked = program.domain === "masked";
+  const lds: Record<string, number> = {};
+  let rowsIn: number | undefined, experts = 0, tokensPad = 0, first = true;
+  for (const d of program.inputs) {
+    const t = inputs[d.name];
+    if (!t) fail(`inputs.${d.name}`, `a ${d.dtype} tensor`, String(t));
+    if (t.dtype !== d.dtype) fail(`inputs.${d.name}.dtype`, d.dtype, t.dtype);
+    const vectorLoaded = d.kind !== "scalar" &&
+      program.nodes.some((n) =>
+        n.op === "load" && n.len === program.width && (n.arg as LoadArg).input.name === d.name
+      );
+    const align = vectorLoaded ? 16n : BigInt(dtypeInfo(d.dtype).storageBytes);
+    if (t.ptr % align !== 0n) {
+      fail(`inputs.${d.name}`, `a ${align}-byte aligned address`, `0x${t.ptr.toString(16)}`);
+    }
+    if (d.kind === "scalar") continue;
+    const r = t.shape.length;
+    if (t.shape[r - 1] !== d.width || (t.strides[r - 1] !== 1 && d.width > 1)) {
+      fail(`inputs.${d.name}.shape`, `[..., ${d.width}] with unit stride`, `${t.shape} / ${t.strides}`);
+    }
+    if (d.kind === "vector") continue;
+    if (r !== (masked ? 3 : 2)) {
+      fail(`inputs.${d.name}.shape`, masked ? `[E, T_pad, ${d.width}]` : `[M, ${d.width}]`, `[${t.shape}]`);
+    }
+    const ld = t.strides[r - 2];
+    lds[d.name] = ld;
+    const vec = schedule.vec;
+    if (t.shape[r - 2] > 1 && (ld < d.width || (vectorLoaded && ld % vec !== 0))) {
+      fail(
+        `inputs.${d.name}.strides`,
+        vectorLoaded ? `a row stride ≥ ${d.width} and a multiple of ${vec}` : `a row stride ≥ ${d.width}`,
+        `[${t.strides}]`,
+      );
+    }
+    if (masked) {
+      if (!first && (t.shape[0] !== experts || t.shape[1] !== tokensPad)) {
+        fail(`inputs.${d.name}.shape`, `[${experts}, ${tokensPad}, ...]`, `[${t.shape}]`);
+      }
+      if (t.shape[0] > 1 && t.strides[0] !== t.shape[1] * ld) {
+        fail(
+          `inputs.${d.name}.strides`,
+          `experts back to back (strides[0] = ${t.shape[1]} · ${ld})`,
+          `[${t.strides}]`,
+        );
+      }
+      experts = t.shape[0];
+      tokensPad = t.shape[1];
+    } else {
+      if (rowsIn !== undefined && t.shape[0] !== rowsIn) {
+        fail(`inputs.${d.name}.shape`, `${rowsIn} rows`, `[${t.shape}]`);
+      }
+      rowsIn = t.shape[0];
+    }
+    first = false;
+  }
+  return { lds, rowsIn, experts, tokensPad };
+}
+
 /** Compile `program` (with `schedule`, or the default) for the device. */
 export async function compileRowProgram(
   program: Program,
@@ -93,52 +182,13 @@ export async function compileRowProgram(
   const run = (a: RowRunArgs): Record<string, Tensor> => {
     const masked = program.domain === "masked";
     const values: Record<string, Arg> = {};
-    let rowsIn: number | undefined, experts = 0, tokensPad = 0;
     for (const d of program.inputs) {
       const t = a.inputs[d.name];
       if (!(t instanceof Tensor)) fail(`inputs.${d.name}`, `a ${d.dtype} tensor`, String(t));
-      if (t.dtype !== d.dtype) fail(`inputs.${d.name}.dtype`, d.dtype, t.dtype);
-      const vectorLoaded = d.kind !== "scalar" &&
-        program.nodes.some((n) =>
-          n.op === "load" && n.len === program.width && (n.arg as LoadArg).input.name === d.name
-        );
-      const align = vectorLoaded ? 16n : BigInt(dtypeInfo(d.dtype).storageBytes);
-      if (t.ptr % align !== 0n) {
-        fail(`inputs.${d.name}`, `a ${align}-byte aligned address`, `0x${t.ptr.toString(16)}`);
-      }
       values[`i_${d.name}`] = t;
-      if (d.kind === "scalar") continue;
-      const r = t.rank;
-      if (t.shape[r - 1] !== d.width || (t.strides[r - 1] !== 1 && d.width > 1)) {
-        fail(`inputs.${d.name}.shape`, `[..., ${d.width}] with unit stride`, `${t.shape} / ${t.strides}`);
-      }
-      if (d.kind === "vector") continue;
-      if (r !== (masked ? 3 : 2)) {
-        fail(`inputs.${d.name}.shape`, masked ? `[E, T_pad, ${d.width}]` : `[M, ${d.width}]`, `[${t.shape}]`);
-      }
-      const ld = t.strides[r - 2];
-      values[`i_${d.name}_ld`] = ld;
-      const vec = rk.schedule.vec;
-      if (t.shape[r - 2] > 1 && (ld < d.width || ld % vec !== 0)) {
-        fail(
-          `inputs.${d.name}.strides`,
-          `a row stride ≥ ${d.width} and a multiple of ${vec}`,
-          `[${t.strides}]`,
-        );
-      }
-      if (masked) {
-        if (experts && (t.shape[0] !== experts || t.shape[1] !== tokensPad)) {
-          fail(`inputs.${d.name}.shape`, `[${experts}, ${tokensPad}, ...]`, `[${t.shape}]`);
-        }
-        experts = t.shape[0];
-        tokensPad = t.shape[1];
-      } else {
-        if (rowsIn !== undefined && t.shape[0] !== rowsIn) {
-          fail(`inputs.${d.name}.shape`, `${rowsIn} rows`, `[${t.shape}]`);
-        }
-        rowsIn = t.shape[0];
-      }
     }
+    const { lds, rowsIn, experts, tokensPad } = rowInputGeometry(program, rk.schedule, a.inputs);
+    for (const [name, ld] of Object.entries(lds)) values[`i_${name}_ld`] = ld;
     for (const q of program.params) {
       const v = a.params?.[q];
       if (typeof v !== "number") fail(`params.${q}`, "a number", String(v));

@@ -9,6 +9,7 @@
  */
 import { Device, Event } from "./device.ts";
 import { jit } from "./jit.ts";
+import { Graph } from "./graph.ts";
 import type { KernelSource } from "../codegen/kernel_source.ts";
 
 /** Result of {@linkcode timeKernel}, in microseconds. */
@@ -51,11 +52,20 @@ export async function spin(us: number, device: Device = Device.get()): Promise<v
  *
  * Each repetition is `batch` back-to-back calls between two events (time / batch): for kernels of a
  * few µs an event per call would add its own cost to every call. `batch` defaults to 1 for calls
- * that take ≥ 50 µs and 16 below (judged from the warm-up).
+ * that take ≥ 50 µs and 16 below (judged from the warm-up). Batches are captured once into a CUDA
+ * graph and replayed (as decode loops and the peers' benchmarks run them) unless `graph: false` or
+ * `fn` cannot be captured (it synchronizes, say); then they are plain stream launches.
  */
 export async function timeKernel(
   fn: (rep: number) => void,
-  opts: { warmup?: number; reps?: number; batch?: number; device?: Device; hostUsPerRep?: number } = {},
+  opts: {
+    warmup?: number;
+    reps?: number;
+    batch?: number;
+    graph?: boolean;
+    device?: Device;
+    hostUsPerRep?: number;
+  } = {},
 ): Promise<Timing> {
   const dev = opts.device ?? Device.get();
   const warmup = opts.warmup ?? 5, reps = opts.reps ?? 30;
@@ -68,17 +78,34 @@ export async function timeKernel(
   w1.record(dev.stream);
   const warmUs = warmup > 1 ? (w1.elapsedSince(w0) * 1000) / (warmup - 1) : 100;
   const batch = opts.batch ?? (warmUs < 50 ? 16 : 1);
+  let graph: Graph | undefined;
+  if (batch > 1 && opts.graph !== false) {
+    try {
+      const first = call;
+      graph = Graph.capture(() => {
+        for (let b = 0; b < batch; b++) fn(first + b);
+      }, dev.stream);
+      call += batch;
+      graph.launch();
+      dev.stream.synchronize();
+    } catch {
+      graph?.dispose();
+      graph = undefined; // not capturable: time plain launches
+    }
+  }
   const evs = Array.from({ length: reps + 1 }, () => new Event());
   try {
-    await spin(Math.min(200_000, 500 + reps * batch * (opts.hostUsPerRep ?? 20)), dev);
+    await spin(Math.min(200_000, 500 + reps * (graph ? 10 : batch * (opts.hostUsPerRep ?? 20))), dev);
     evs[0].record(dev.stream);
     for (let i = 0; i < reps; i++) {
-      for (let b = 0; b < batch; b++) fn(call++);
+      if (graph) graph.launch();
+      else for (let b = 0; b < batch; b++) fn(call++);
       evs[i + 1].record(dev.stream);
     }
     const us = evs.slice(1).map((e, i) => (e.elapsedSince(evs[i]) * 1000) / batch).sort((a, b) => a - b);
     return { medianUs: us[Math.floor(us.length / 2)], minUs: us[0], maxUs: us[us.length - 1], reps };
   } finally {
     evs.forEach((e) => e.dispose());
+    graph?.dispose();
   }
 }

@@ -79,6 +79,9 @@ function packWords(dt: DType, vec: number, val: (i: number) => string, trunc: bo
           const hi = i + 1 < vec ? val(i + 1) : "0.0f";
           parts.push(`(${fn}(${val(i)}, ${hi}) << ${k * 8})`);
         }
+      } else if ((dt === "bf16" || dt === "f16") && i + 1 < vec) {
+        // both halves of the word with one packed conversion
+        if (k === 0) parts.push(`kiln_f32x2_${dt}(${val(i)}, ${val(i + 1)})`);
       } else {
         parts.push(k === 0 ? piece(i) : `(${piece(i)} << ${k * bits})`);
       }

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { EXP_CONSTANTS } from "../../dsl/expr/math.ts";
+import { EXP_CONSTANTS, SILU_CONSTANTS } from "../../dsl/expr/math.ts";
 import { f32Bits } from "../../dsl/dtype.ts";
 
 /** A float32 as an exact C hex-float literal (`0x1.8p+1f`), or INFINITY/NAN spelled by bits. */
@@ -21,8 +21,9 @@ export function hexf(v: number): string {
   return e === 0 ? `${sign}0x0.${mant}p-126f` : `${sign}0x1.${mant}p${e - 127 >= 0 ? "+" : ""}${e - 127}f`;
 }
 
-const X = EXP_CONSTANTS;
+const X = EXP_CONSTANTS, S = SILU_CONSTANTS;
 const horner = X.poly.slice(1).map((c) => `  p = __fmaf_rn(p, r, ${hexf(c)});`).join("\n");
+const MAGIC = hexf(S.magic);
 
 /** Helpers that need nothing newer than sm_80. */
 export const PRELUDE: string = String.raw`
@@ -37,6 +38,13 @@ __device__ __forceinline__ unsigned int kiln_f32_bf16(float f) {
 }
 __device__ __forceinline__ unsigned int kiln_f32_f16(float f) {
   unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h;
+}
+// two floats -> packed bf16x2 / f16x2 (lo in the low half), one F2FP on the ALU pipe
+__device__ __forceinline__ unsigned int kiln_f32x2_bf16(float lo, float hi) {
+  unsigned int r; asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
+}
+__device__ __forceinline__ unsigned int kiln_f32x2_f16(float lo, float hi) {
+  unsigned int r; asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
 }
 // fp8 code -> float, exactly: the 7 magnitude bits placed under a float32 exponent, scaled by 2^(127-bias).
 __device__ __forceinline__ float kiln_e4m3_f32(unsigned int b) {
@@ -69,17 +77,35 @@ __device__ __forceinline__ float kiln_pow2ceil(float v) {
   return __uint_as_float((unsigned int)e << 23);
 }
 // kiln's exp: Cody-Waite reduction, degree-7 Horner polynomial with FMA, exact scaling (dsl/expr/math.ts).
+// k = rint(x log2e) by adding 1.5*2^23 (round to nearest even, exact for |v| < 2^22): FADDs, not FRND + F2I.
 __device__ __forceinline__ float kiln_exp(float x) {
   if (x != x) return x;
   float xc = fminf(fmaxf(x, ${hexf(X.lo)}), ${hexf(X.hi)});
-  float k = rintf(xc * ${hexf(X.log2e)});
+  const float km = __fadd_rn(__fmul_rn(xc, ${hexf(X.log2e)}), ${MAGIC});
+  const float k = __fsub_rn(km, ${MAGIC});
   float r = __fmaf_rn(-k, ${hexf(X.ln2lo)}, __fmaf_rn(-k, ${hexf(X.ln2hi)}, xc));
   float p = ${hexf(X.poly[0])};
 ${horner}
-  const int ki = (int)k, k1 = ki / 2, k2 = ki - k1; // both in [-75, 64]: normal powers of two
+  const int ki = (int)(__float_as_uint(km) - __float_as_uint(${MAGIC}));
+  const int k1 = ki / 2, k2 = ki - k1; // both in [-75, 64]: normal powers of two
   return (p * __uint_as_float((unsigned int)(k1 + 127) << 23)) * __uint_as_float((unsigned int)(k2 + 127) << 23);
 }
-__device__ __forceinline__ float kiln_silu(float x) { return __fdiv_rn(x, 1.0f + kiln_exp(-x)); }
+// kiln's silu (dsl/expr/math.ts ksilu): t = exp(max(-|x|, lo)) with 2^k an exponent add (k in [-125, 0]),
+// 1/(1+t) on (1, 2] from a quadratic seed and two Newton steps; x * (x >= 0 ? y : t * y). No division.
+__device__ __forceinline__ float kiln_silu(float x) {
+  const float n = fmaxf(-fabsf(x), ${hexf(S.lo)});
+  const float km = __fmaf_rn(n, ${hexf(X.log2e)}, ${MAGIC});
+  const float k = __fsub_rn(km, ${MAGIC});
+  float r = __fmaf_rn(-k, ${hexf(X.ln2lo)}, __fmaf_rn(-k, ${hexf(X.ln2hi)}, n));
+  float p = ${hexf(X.poly[0])};
+${horner}
+  const float t = __uint_as_float(__float_as_uint(p) + (__float_as_uint(km) << 23));
+  const float d = __fadd_rn(1.0f, t);
+  float y = __fmaf_rn(__fmaf_rn(${hexf(S.rcp[0])}, d, ${hexf(S.rcp[1])}), d, ${hexf(S.rcp[2])});
+  y = __fmaf_rn(y, __fmaf_rn(-d, y, 1.0f), y);
+  y = __fmaf_rn(y, __fmaf_rn(-d, y, 1.0f), y);
+  return __fmul_rn(x, x >= 0.0f ? y : __fmul_rn(t, y));
+}
 __device__ __forceinline__ uint4 kiln_ld_stream(const void* p) {
   uint4 v;
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"

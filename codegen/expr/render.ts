@@ -215,6 +215,26 @@ function emitNode(ctx: Ctx, n: Expr, v: string, raw: string | undefined): void {
   if (n.op === "reduce") return emitReduce(ctx, n, v);
   if (n.op === "concat") return emitConcat(ctx, n, v);
   o.push(`  ${decl(ctx, n, v)}`);
+  const ca = n.arg as CastArg;
+  const paired = n.op === "cast" && (ca.dtype === "bf16" || ca.dtype === "f16") && ctx.s.vec % 2 === 0;
+  if (paired && classOf(ctx, n.len).cls === "elem") {
+    // round pairs with one packed conversion (F2FP on the ALU pipe, not two F2F on the conversion pipe)
+    const x = n.src[0], V = ctx.s.vec;
+    const [pack, lo, hi] = ca.dtype === "bf16"
+      ? ["kiln_f32x2_bf16", "__uint_as_float(w << 16)", "__uint_as_float(w & 0xffff0000u)"]
+      : ["kiln_f32x2_f16", "kiln_f16_f32(w & 0xffffu)", "kiln_f16_f32(w >> 16)"];
+    o.push(
+      `  #pragma unroll`,
+      `  for (int c = 0; c < ${ctx.s.chunks}; ++c) {`,
+      `    #pragma unroll`,
+      `    for (int i = 0; i < ${V}; i += 2) {`,
+      `      const unsigned int w = ${pack}(${at(ctx, x, "c", "i")}, ${at(ctx, x, "c", "i + 1")});`,
+      `      ${at(ctx, n, "c", "i")} = ${lo}; ${at(ctx, n, "c", "i + 1")} = ${hi};`,
+      `    }`,
+      `  }`,
+    );
+    return;
+  }
   forEach(
     ctx,
     n.len,

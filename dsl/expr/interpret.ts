@@ -47,7 +47,10 @@ export interface InterpretArgs {
   geometry: RunGeometry;
   /** Leading dimension of an output when it is not the default. */
   ld?: Record<string, number>;
-  /** Initial output contents (e.g. poisoned), else zero-filled. */
+  /**
+   * Initial output contents (e.g. poisoned), else zero-filled: the raw bytes of each buffer in any array
+   * type (a `Uint8Array` of 0xFF poisons an f32 output too); the byte length must match the output's.
+   */
   outputs?: Record<string, HostArray>;
   tree?: ReduceTree;
 }
@@ -173,7 +176,20 @@ export function interpret(program: Program, args: InterpretArgs): Record<string,
   for (const s of program.stores) {
     if (outs[s.output]) continue;
     lds[s.output] = args.ld?.[s.output] ?? defaultLd(s, g);
-    outs[s.output] = args.outputs?.[s.output]?.slice() ?? allocOutput(s, g, lds[s.output]);
+    const buf = allocOutput(s, g, lds[s.output]);
+    const init = args.outputs?.[s.output];
+    if (init) {
+      // raw contents, whatever array type holds them: copied byte for byte into the typed buffer
+      if (init.byteLength !== buf.byteLength) {
+        throw new RangeError(
+          `interpret ${program.name}: initial ${s.output} has ${init.byteLength} bytes, the output ${buf.byteLength}`,
+        );
+      }
+      new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength).set(
+        new Uint8Array(init.buffer, init.byteOffset, init.byteLength),
+      );
+    }
+    outs[s.output] = buf;
   }
   const vals = new Map<Expr, Float32Array>(program.nodes.map((n) => [n, new Float32Array(n.len)]));
   const decoded = new Map<string, Float32Array>();

@@ -43,7 +43,11 @@ export interface StoreOptions {
   col?: number;
   /** Row width of the output (default: col + the value's length). */
   width?: number;
-  /** Scatter: write row r to row `index[r]` of the output (an i32 row input); negative skips. */
+  /**
+   * Scatter: write row r to row `index[r]` of the output (an i32 row input); negative skips. Targets
+   * must be distinct: when two rows name the same target, which one lands is unspecified (the GPU
+   * races; the interpreter keeps the last).
+   */
   rowIndex?: string;
 }
 

@@ -42,6 +42,30 @@ Deno.test("interpret: row padding zero-fills row and M-major outputs", () => {
   assertEquals([...out.s as Float32Array], [10, 2, 9, 0, 6, 5, 13, 0]);
 });
 
+Deno.test("interpret: initial outputs are raw bytes in any array type (a byte poison keeps its bytes)", () => {
+  // the GPU tests poison with Uint8Array(0xff) whatever the output's dtype: the interpreter must copy the
+  // bytes into a float buffer, not assign floats into the byte array
+  const x = input("x", "f32", 8).load();
+  const p = new RowProgram("poison").store("s", x.amax(4), { layout: "mmajor" }).store("r", x.amax(8))
+    .finish();
+  const xs = Float32Array.from({ length: 8 }, (_, i) => i + 0.5);
+  const out = interpret(p, {
+    inputs: { x: xs },
+    geometry: { m: 1, rows: 2 },
+    outputs: { s: new Uint8Array(16).fill(0xff), r: new Uint8Array(8).fill(0xff) },
+  });
+  assert(out.s instanceof Float32Array && out.r instanceof Float32Array);
+  assertEquals([...out.s], [3.5, 0, 7.5, 0], "(row 0, group g) at g · 2 + 0; the padding row zeroed");
+  assertEquals([...out.r], [7.5, 0]);
+  let threw = false;
+  try {
+    interpret(p, { inputs: { x: xs }, geometry: { m: 1, rows: 2 }, outputs: { s: new Uint8Array(15) } });
+  } catch (e) {
+    threw = e instanceof RangeError && /15 bytes/.test(e.message);
+  }
+  assert(threw, "a wrong-sized initial buffer is refused");
+});
+
 Deno.test("interpret: packed UE8M0 bytes, unused bytes of the last word zeroed", () => {
   const x = input("x", "f32", 24).load();
   const { scale } = quantize(x, { format: "fp8e4m3", group: 4, ue8m0: true });

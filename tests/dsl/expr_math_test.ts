@@ -91,6 +91,24 @@ Deno.test("math: kiln's exp is within 2 ulp of exp on [-87, 88] and handles the 
   assert(ksilu(-200) < 0 && ksilu(-200) > -1e-35, "silu of a very negative x is a tiny negative");
 });
 
+Deno.test("math: kiln's silu (no division) is within 3 ulp of x·sigmoid(x) for x ≥ -86.5", () => {
+  const rng = new Rng();
+  let worst = 0, at = 0;
+  for (let i = 0; i < 100000; i++) {
+    const x = f(i % 2 ? -rng.next() * 86.5 : (rng.next() - 0.5) * (i % 4 === 0 ? 173 : 24));
+    const want = f(x / (1 + Math.exp(-x)));
+    const ulp = Math.abs(f32Bits(ksilu(x)) - f32Bits(want));
+    if (ulp > worst) [worst, at] = [ulp, x];
+  }
+  assert(worst <= 3, `worst ${worst} ulp at ${at} (seed ${rng.seed})`);
+  for (const x of [0.5, 20, 86, 90, 1e30]) assertEquals(ksilu(x), f(x / (1 + Math.exp(-x))), `silu(${x})`);
+  assert(Object.is(ksilu(-0), -0) && Object.is(ksilu(0), 0));
+  assertEquals([ksilu(Infinity), ksilu(-Infinity)], [Infinity, -Infinity]);
+  assert(Number.isNaN(ksilu(NaN)));
+  const tiny = ksilu(-1000);
+  assert(tiny < 0 && tiny >= -1000 * 2.8e-38, "below -86.5 the sigmoid stays at e^-86.5 ≈ 2.72e-38");
+});
+
 Deno.test("math: pow2ceil matches ue8m0EncodeCeil on normal values and pow2 is exact", () => {
   const rng = new Rng();
   for (let i = 0; i < 10000; i++) {

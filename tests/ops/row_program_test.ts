@@ -4,12 +4,14 @@
  * order), the demo programs (concat, scatter, 4-bit stores, tiny groups), per-tensor quantization with a
  * static or a two-pass dynamic scale, and per-token FP8 → per-tensor FP8 requantization with masked_m.
  */
-import { deepEqual as assertEquals } from "node:assert/strict";
+import { deepEqual as assertEquals, throws as assertThrows } from "node:assert/strict";
 import { gpuTest } from "../_util.ts";
-import { type HostArray, Tensor } from "../../mod.ts";
+import { ArgumentError, type HostArray, Tensor } from "../../mod.ts";
+import { defaultSchedule } from "../../codegen/expr/schedule.ts";
+import type { DType } from "../../dsl/dtype.ts";
 import { encodeArray } from "../../dsl/dtype.ts";
 import { interpret, type Program } from "../../dsl/expr/mod.ts";
-import { compileRowProgram, outputShape } from "../../ops/row_program.ts";
+import { compileRowProgram, outputShape, rowInputGeometry } from "../../ops/row_program.ts";
 import { prepareRequant, prepareTensorQuant } from "../../ops/tensor_quant.ts";
 import { tensorAmaxProgram, tensorQuantProgram } from "../../dsl/ops/group_quant_tensor.ts";
 import { misc, rmsnormQuant, siluMulQuant } from "../codegen/_programs.ts";
@@ -45,7 +47,14 @@ async function runProgram(
   }
   const rows = Math.ceil(m / rowAlign) * rowAlign;
   const scatterRows = m + 3;
-  const slots = Int32Array.from({ length: m }, (_, i) => (i % 3 === 1 ? -1 : (i * 7) % scatterRows));
+  // distinct target rows (with duplicates, which row lands is unspecified: a race on the GPU), every
+  // third row skipped (-1)
+  const perm = Array.from({ length: scatterRows }, (_, i) => i);
+  for (let i = perm.length - 1; i > 0; i--) {
+    const j = rng.int(0, i + 1);
+    [perm[i], perm[j]] = [perm[j], perm[i]];
+  }
+  const slots = Int32Array.from({ length: m }, (_, i) => (i % 3 === 1 ? -1 : perm[i]));
   const index: Record<string, Tensor> = {};
   const outputs: Record<string, Tensor> = {};
   const initial: Record<string, HostArray> = {};
@@ -75,6 +84,43 @@ async function runProgram(
     }
   }
 }
+
+Deno.test("row program: input checks accept per-group scales of any stride and name bad layouts", () => {
+  // the requant layout of the GPU test: x [E, T, K] fp8 (vector-loaded), xs [E, T, K/128] f32 (read per
+  // group, so its row stride 56 need not be a multiple of the 16-element vector)
+  const spec = {
+    K: 7168,
+    dtype: "fp8e4m3",
+    eps: 1e-10,
+    rounding: "rcp",
+    masked: true,
+    scale: "dynamic",
+    source: { kind: "fp8", dtype: "fp8e4m3", scaleGroup: 128 },
+  } as const;
+  const p = tensorQuantProgram(spec);
+  const sched = defaultSchedule(p);
+  const t = (dtype: DType, shape: number[], strides: number[], ptr = 0n) => ({ dtype, shape, strides, ptr });
+  const x = t("fp8e4m3", [3, 32, 7168], [32 * 7168, 7168, 1]);
+  const xs = t("f32", [3, 32, 56], [1792, 56, 1]);
+  const amax = t("f32", [1], [1]);
+  assertEquals(rowInputGeometry(p, sched, { x, xs, amax }), {
+    lds: { x: 7168, xs: 56 },
+    rowsIn: undefined,
+    experts: 3,
+    tokensPad: 32,
+  });
+  const bad = (inputs: Record<string, ReturnType<typeof t>>, arg: string) =>
+    assertThrows(
+      () => rowInputGeometry(p, sched, { x, xs, amax, ...inputs }),
+      (e: unknown) => e instanceof ArgumentError && e.argument === arg,
+    );
+  bad({ x: t("fp8e4m3", [3, 32, 7168], [32 * 7176, 7176, 1]) }, "inputs.x.strides"); // not a multiple of 16
+  bad({ xs: t("f32", [3, 32, 56], [32 * 40, 40, 1]) }, "inputs.xs.strides"); // rows overlap
+  bad({ x: t("fp8e4m3", [3, 32, 7168], [40 * 7168, 7168, 1]) }, "inputs.x.strides"); // experts apart
+  bad({ xs: t("f32", [3, 16, 56], [16 * 56, 56, 1]) }, "inputs.xs.shape");
+  bad({ x: t("fp8e4m3", [3, 32, 7168], [32 * 7168, 7168, 1], 8n) }, "inputs.x"); // misaligned
+  bad({ xs: t("bf16", [3, 32, 56], [1792, 56, 1]) }, "inputs.xs.dtype");
+});
 
 gpuTest(
   "row program: RMSNorm → group quant is one kernel, bit-exact (sums in the kernel's order)",

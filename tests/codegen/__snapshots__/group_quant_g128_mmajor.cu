@@ -13,6 +13,13 @@ __device__ __forceinline__ unsigned int kiln_f32_bf16(float f) {
 __device__ __forceinline__ unsigned int kiln_f32_f16(float f) {
   unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h;
 }
+// two floats -> packed bf16x2 / f16x2 (lo in the low half), one F2FP on the ALU pipe
+__device__ __forceinline__ unsigned int kiln_f32x2_bf16(float lo, float hi) {
+  unsigned int r; asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
+}
+__device__ __forceinline__ unsigned int kiln_f32x2_f16(float lo, float hi) {
+  unsigned int r; asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
+}
 // fp8 code -> float, exactly: the 7 magnitude bits placed under a float32 exponent, scaled by 2^(127-bias).
 __device__ __forceinline__ float kiln_e4m3_f32(unsigned int b) {
   float v = __uint_as_float((b & 0x7fu) << 20) * 0x1p120f;
@@ -44,10 +51,12 @@ __device__ __forceinline__ float kiln_pow2ceil(float v) {
   return __uint_as_float((unsigned int)e << 23);
 }
 // kiln's exp: Cody-Waite reduction, degree-7 Horner polynomial with FMA, exact scaling (dsl/expr/math.ts).
+// k = rint(x log2e) by adding 1.5*2^23 (round to nearest even, exact for |v| < 2^22): FADDs, not FRND + F2I.
 __device__ __forceinline__ float kiln_exp(float x) {
   if (x != x) return x;
   float xc = fminf(fmaxf(x, -0x1.a00000p+6f), 0x1.62e148p+6f);
-  float k = rintf(xc * 0x1.715476p+0f);
+  const float km = __fadd_rn(__fmul_rn(xc, 0x1.715476p+0f), 0x1.800000p+23f);
+  const float k = __fsub_rn(km, 0x1.800000p+23f);
   float r = __fmaf_rn(-k, -0x1.bd0106p-13f, __fmaf_rn(-k, 0x1.630000p-1f, xc));
   float p = 0x1.a01a02p-13f;
   p = __fmaf_rn(p, r, 0x1.6c16c2p-10f);
@@ -57,10 +66,32 @@ __device__ __forceinline__ float kiln_exp(float x) {
   p = __fmaf_rn(p, r, 0x1.000000p-1f);
   p = __fmaf_rn(p, r, 0x1.000000p+0f);
   p = __fmaf_rn(p, r, 0x1.000000p+0f);
-  const int ki = (int)k, k1 = ki / 2, k2 = ki - k1; // both in [-75, 64]: normal powers of two
+  const int ki = (int)(__float_as_uint(km) - __float_as_uint(0x1.800000p+23f));
+  const int k1 = ki / 2, k2 = ki - k1; // both in [-75, 64]: normal powers of two
   return (p * __uint_as_float((unsigned int)(k1 + 127) << 23)) * __uint_as_float((unsigned int)(k2 + 127) << 23);
 }
-__device__ __forceinline__ float kiln_silu(float x) { return __fdiv_rn(x, 1.0f + kiln_exp(-x)); }
+// kiln's silu (dsl/expr/math.ts ksilu): t = exp(max(-|x|, lo)) with 2^k an exponent add (k in [-125, 0]),
+// 1/(1+t) on (1, 2] from a quadratic seed and two Newton steps; x * (x >= 0 ? y : t * y). No division.
+__device__ __forceinline__ float kiln_silu(float x) {
+  const float n = fmaxf(-fabsf(x), -0x1.5a0000p+6f);
+  const float km = __fmaf_rn(n, 0x1.715476p+0f, 0x1.800000p+23f);
+  const float k = __fsub_rn(km, 0x1.800000p+23f);
+  float r = __fmaf_rn(-k, -0x1.bd0106p-13f, __fmaf_rn(-k, 0x1.630000p-1f, n));
+  float p = 0x1.a01a02p-13f;
+  p = __fmaf_rn(p, r, 0x1.6c16c2p-10f);
+  p = __fmaf_rn(p, r, 0x1.111112p-7f);
+  p = __fmaf_rn(p, r, 0x1.555556p-5f);
+  p = __fmaf_rn(p, r, 0x1.555556p-3f);
+  p = __fmaf_rn(p, r, 0x1.000000p-1f);
+  p = __fmaf_rn(p, r, 0x1.000000p+0f);
+  p = __fmaf_rn(p, r, 0x1.000000p+0f);
+  const float t = __uint_as_float(__float_as_uint(p) + (__float_as_uint(km) << 23));
+  const float d = __fadd_rn(1.0f, t);
+  float y = __fmaf_rn(__fmaf_rn(0x1.4afd6ap-2f, d, -0x1.745d18p+0f), d, 0x1.0f83e0p+1f);
+  y = __fmaf_rn(y, __fmaf_rn(-d, y, 1.0f), y);
+  y = __fmaf_rn(y, __fmaf_rn(-d, y, 1.0f), y);
+  return __fmul_rn(x, x >= 0.0f ? y : __fmul_rn(t, y));
+}
 __device__ __forceinline__ uint4 kiln_ld_stream(const void* p) {
   uint4 v;
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
