@@ -95,11 +95,11 @@ export async function main(): Promise<Record<string, string | number>[]> {
     } tokens (bf16 = ${4 * D} B/token/head)`,
   );
   console.table(rows);
-  await onGpu(caches, { q, blockTables, stride, seqLens, D, Hk, G, BS, numBlocks });
+  await onGpu(caches, { q, blockTables, stride, seqLens, D, Hk, G, BS, numBlocks, data });
   return rows;
 }
 
-/** With a GPU: decode the same caches with the kernels and compare with the reference. */
+/** With a GPU: store the same K/V and decode the same caches with the kernels; compare with the reference. */
 async function onGpu(
   caches: Map<string, Uint8Array>,
   x: {
@@ -112,6 +112,7 @@ async function onGpu(
     G: number;
     BS: number;
     numBlocks: number;
+    data: { k: Float32Array; v: Float32Array }[];
   },
 ): Promise<void> {
   const { hasGpu } = await import("../runtime/mod.ts");
@@ -130,6 +131,21 @@ async function onGpu(
       numHeads: Hq,
       pageSize: x.BS,
     });
+    // store every sequence's K/V on the GPU: the cache bytes must equal the reference's
+    using gpuCache = tq.allocateCache(x.numBlocks);
+    for (let b = 0; b < B; b++) {
+      const L = x.seqLens[b];
+      using kt = Tensor.fromFloat("bf16", [L, x.Hk, x.D], x.data[b].k);
+      using vt = Tensor.fromFloat("bf16", [L, x.Hk, x.D], x.data[b].v);
+      const slots = Int32Array.from(
+        { length: L },
+        (_, t) => x.blockTables[b * x.stride + Math.floor(t / x.BS)] * x.BS + (t % x.BS),
+      );
+      tq.store(kt, vt, slots, gpuCache);
+    }
+    tq.checkStatus();
+    const stored = gpuCache.toHost() as Uint8Array;
+    const differ = stored.reduce((n, byte, i) => n + (byte !== cache[i] ? 1 : 0), 0);
     using ct = Tensor.fromHost("u8", [x.numBlocks, x.BS, x.Hk, tq.slotBytes], cache);
     using qt = Tensor.fromFloat("bf16", [B, Hq, x.D], x.q);
     using bt = Tensor.fromHost("i32", [B, x.stride], x.blockTables),
@@ -145,9 +161,10 @@ async function onGpu(
       seqLens: x.seqLens,
     });
     console.log(
-      `${preset}: GPU decode (${tq.decodeKernel}) vs reference: rel. error ${
-        relFrobenius(out.toFloat32(), ref).toExponential(2)
-      }`,
+      `${preset}: GPU store ${differ === 0 ? "= reference (every byte)" : `differs in ${differ} bytes`}; ` +
+        `GPU decode (${tq.decodeKernel}) vs reference: rel. error ${
+          relFrobenius(out.toFloat32(), ref).toExponential(2)
+        }`,
     );
   }
 }

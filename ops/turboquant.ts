@@ -29,7 +29,7 @@ import {
   type TurboQuantPreset,
   turboQuantPreset,
 } from "../dsl/turboquant/mod.ts";
-import { tqStoreGrid, tqStoreKernel } from "../codegen/kernels/tq_store.ts";
+import { tqStoreGeometry, tqStoreGrid, tqStoreKernel } from "../codegen/kernels/tq_store.ts";
 import { tqDecodeGeometry, tqDecodeKernel, tqDecodeMmaProblem } from "../codegen/kernels/tq_decode.ts";
 import {
   type TqDecodeKernelOptions,
@@ -177,6 +177,7 @@ class TurboQuantImpl implements TurboQuant {
   #scaleLog2: number;
   #maxSplits: number;
   #groups: number;
+  #storeCtas: number;
 
   constructor(
     o: TurboQuantOptions,
@@ -201,6 +202,7 @@ class TurboQuantImpl implements TurboQuant {
       ? tqDecodeGeometry({ layout, inDtype: dtype, numHeads, numKvHeads, blockSize: pageSize }).headGroups
       : numKvHeads;
     this.#status = Tensor.empty("i32", [4], { device }).fill(0);
+    this.#storeCtas = residentCtas(device, kStore, tqStoreGeometry(layout).sharedBytes);
     if (signs) {
       this.#signs = Tensor.fromHost("u32", [signMaskWords(signs).length], signMaskWords(signs), { device });
     }
@@ -253,6 +255,9 @@ class TurboQuantImpl implements TurboQuant {
   store(k: Tensor, v: Tensor, slotMapping: Tensor | Int32Array, cache: Tensor): void {
     const [T, ks] = this.#checkKv("k", k), [Tv, vs] = this.#checkKv("v", v);
     if (Tv !== T) bad("v", `${T} tokens like k`, String(Tv));
+    if (T * this.numKvHeads >= 2 ** 31) {
+      bad("k", "fewer than 2^31 (token, head) vectors", `${T}·${this.numKvHeads}`);
+    }
     this.#checkCache(cache);
     const numSlots = cache.shape[0] * this.pageSize;
     let slots: Tensor;
@@ -283,7 +288,7 @@ class TurboQuantImpl implements TurboQuant {
       slots = slotMapping;
     }
     if (T === 0) return;
-    const grid = tqStoreGrid(T, this.numKvHeads, this.layout.headDim);
+    const grid = tqStoreGrid(T, this.numKvHeads, this.layout, this.#storeCtas);
     const args = [
       k,
       v,
@@ -409,6 +414,22 @@ class TurboQuantImpl implements TurboQuant {
   [Symbol.dispose](): void {
     this.dispose();
   }
+}
+
+/** CTAs of `k` the device holds at once (shared memory, registers, threads), at least one per SM. */
+function residentCtas(device: Device, k: LoadedKernel, staticShared: number): number {
+  const threads = k.source.block[0] * k.source.block[1] * k.source.block[2];
+  const regsPerWarp = Math.ceil((Math.max(k.registers, 1) * 32) / 256) * 256;
+  const perSm = Math.max(
+    1,
+    Math.min(
+      Math.floor((device.info.maxSharedPerSM || 228 * 1024) / (staticShared + k.source.sharedBytes + 1024)),
+      Math.floor(65536 / (regsPerWarp * Math.ceil(threads / 32))),
+      Math.floor(2048 / threads),
+      32,
+    ),
+  );
+  return perSm * device.info.smCount;
 }
 
 /** One-shot store: prepare (cached compile), store, wait, and check the slots. */

@@ -60,6 +60,13 @@ export {
   type TqMergeKernelOptions,
 } from "./tq_decode_simple.ts";
 
+/**
+ * Stage offset of this warp's slot in tile row `r` (C and JS alike: `rowbytes`, `hoff` as in the
+ * kernel): a tile starts at a multiple of 16 tokens, so the row's source address mod 16 — the stage
+ * row's lead-in — depends on r only.
+ */
+export const TQ_DECODE_ROW_OFF = "r * RP + ((r * rowbytes + hoff) & 15) + warp * SLOT";
+
 /** Launch geometry and shared-memory plan of the tensor-core decode kernel. */
 export interface TqDecodeGeometry {
   /** KV heads per CTA = warps per CTA. */
@@ -265,7 +272,7 @@ ${
 
   // where this warp's slot of tile row r sits in a stage: a tile starts at a multiple of 16 tokens, so
   // (tile row byte offset) mod 16 depends on r only — computed once
-  auto row_off = [&](int r) { return r * RP + (int)(((long long)r * rowbytes + hoff) & 15) + warp * SLOT; };
+  auto row_off = [&](int r) { return (int)(${TQ_DECODE_ROW_OFF}); };
   const int o_k0 = row_off(g), o_k1 = row_off(g + 8);
 ${
     L.keyFp8

@@ -58,32 +58,44 @@ export function hex(x: number): string {
   return `0x${(x >>> 0).toString(16).padStart(8, "0")}u`;
 }
 
-/** C function `u32 NAME(const unsigned char* base, int g)`: group g (8 codes of `bits` bits) → 8 nibbles. */
+/**
+ * C function `u32 NAME(const unsigned char* pe, u32 sel)`: one group (8 codes of `bits` bits, LSB-first)
+ * → 8 nibbles. `pe` is even (shared memory is read 2 bytes at a time); for 3-bit codes the group's 3
+ * bytes start at `pe` or `pe + 1`, and `sel` (from {@linkcode groupStart}) is the PRMT selector that
+ * moves exactly those 3 bytes to bits 0–23 and zeroes bits 24–31 — the spreading below adds fields
+ * onto free bits, so a stray fourth byte would corrupt codes 6 and 7.
+ */
 export function groupLoader(name: string, bits: number): string {
   // (w & ~M) | ((w & M) << s) == w + (w & M)·(2^s − 1): the moved fields land on free bits
   const spread = spreadSteps(bits).map((st) => `  w += (w & ${hex(st.mask)}) * ${(1 << st.shift) - 1}u;`)
     .join("\n");
   const load = bits === 4
-    ? "u32 w = ld2(pe) | (ld2(pe + 2) << 16);"
+    ? "u32 w = prmt(ld2(pe), ld2(pe + 2), 0x5410u);"
     : bits === 3
-    ? "u32 w = (ld2(pe) | (ld2(pe + 2) << 16)) >> sh;  // pe even, sh = 8 when the group starts on an odd byte"
+    ? "u32 w = prmt(ld2(pe), ld2(pe + 2), sel);  // bytes pe[0..2] or pe[1..3], byte 3 = 0"
     : bits === 2
     ? "u32 w = ld2(pe);"
     : "u32 w = pe[0];";
-  return `__device__ __forceinline__ u32 ${name}(const unsigned char* pe, u32 sh) {
+  return `__device__ __forceinline__ u32 ${name}(const unsigned char* pe, u32 sel) {
   ${load}
 ${spread}
   return w;
 }`;
 }
 
+/** PRMT selectors of a 3-bit group starting on an even / odd byte (sources: 2 zero-extended u16s). */
+export const GROUP3_SEL: readonly [number, number] = [0x2410, 0x2541];
+
 /**
  * C lines declaring \`NAME\` (byte offset of this thread's first code group in a stage, made even) and
- * \`NAME_sh\` for a row at stage offset \`rowOff\` whose first group starts \`first\` bytes in.
+ * \`NAME_sh\` (the loader's selector) for a row at stage offset \`rowOff\` whose first group starts
+ * \`first\` bytes in. Later groups of the thread start an even number of bytes further.
  */
 export function groupStart(name: string, rowOff: string, first: string, bits: number): string {
   if (bits !== 3) return `const int ${name} = ${rowOff} + ${first}; const u32 ${name}_sh = 0u;`;
-  return `const int ${name} = (${rowOff} + ${first}) & ~1; const u32 ${name}_sh = ((${rowOff} + ${first}) & 1) * 8u;`;
+  return `const int ${name} = (${rowOff} + ${first}) & ~1; const u32 ${name}_sh = ((${rowOff} + ${first}) & 1) ? ${
+    hex(GROUP3_SEL[1])
+  } : ${hex(GROUP3_SEL[0])};`;
 }
 
 /** f16 magnitude table of a symmetric codebook (scaled by √D): lo/hi bytes of 8 entries as 4 words. */

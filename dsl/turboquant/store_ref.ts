@@ -5,24 +5,25 @@
  *
  * The float32 steps are kiln's store kernel's, in its order, so the kernel's bytes equal these bit for
  * bit. The kernel gives each vector to P lanes; lane r holds the 8-element groups r, r+P, r+2P, …
- * ({@linkcode turboQuantStoreLanes}); that decides the one order-dependent sum (the norm):
+ * ({@linkcode turboQuantStoreLanes}); that decides the order-dependent steps:
  *
  * 1. `ss_r = fma(x, x, ss_r)` over lane r's elements in order; lanes combined by an xor tree
  *    (`ss_r = ss_r + ss_{r^s}`, s = 1, 2, …); `n = sqrt(ss)`; stored as fp16(n).
- * 2. `y = FWHT(s ⊙ k)` unnormalized, float32, stages h = 1, 2, 4, … (see `fwhtF32`).
- * 3. Instead of dividing y by √D·(n + 1e-8) the thresholds are scaled once per vector:
- *    `T_i = fp32(M_i · fp32(n + 1e-8))` with `M_i = fp32(m_i·√D)`; `idx = #{i : y ≥ T_i}` — vLLM's
- *    `#{i : H·k/(‖k‖+ε) ≥ m_i}` up to float32 rounding next to a boundary. For an antisymmetric
- *    codebook the kernel compares |y| with the positive thresholds and mirrors the index on the sign
- *    bit, so an exact tie on the negative side (and −0) goes away from zero: the reference does too.
+ * 2. `y = FWHT(s ⊙ k)` unnormalized, float32, stages h = 1, 2, 4, … (see `fwhtF32`): the in-lane
+ *    stages, then the lane stages (shuffles), then the stages across a lane's groups — index-bit order.
+ * 3. Centroid index without dividing y by √D·(n + 1e-8): with ν = fp32(n + 1e-8) and the affine map of
+ *    {@linkcode turboQuantKeyQuantizer}, `z = sat(fma(y, fp32(A/ν), B))` ∈ [0, 1] and
+ *    `idx = #{i : z ≥ W_i}`, `W_i = fp32(B + A·m_i·√D)` — vLLM's `#{i : H·k/(‖k‖+ε) ≥ m_i}` up to float32
+ *    rounding next to a boundary (≈1e-7 of a standard deviation). The kernel finds the count with one
+ *    table lookup: `[0, 1]` is cut into cells that each hold at most one W_i.
  * 4. Values: `lo = min v`, `hi = max v`, `s = max(fp32((hi − lo)/(2^b − 1)), 1e-8)`, `inv = fp32(1/s)`,
- *    `q = floor(fp32(fp32(fp32(v − lo)·inv) + 0.5))` (never above 2^b − 1 for finite inputs);
- *    fp16(s), fp16(lo) stored.
+ *    `lo' = fp32(lo − s/2)`, `q = floor(fp32(v − lo')·inv)` (= round-half-up of (v − lo)/s up to float32
+ *    rounding; never above 2^b − 1 for finite bf16/f16 inputs); fp16(s), fp16(lo) stored.
  *
  * @module
  */
 import { f16Encode, fp8e4m3Encode } from "../dtype.ts";
-import { fmaf32 } from "./f32.ts";
+import { fmaf32, nextDown32 } from "./f32.ts";
 import { fwhtF32 } from "./hadamard.ts";
 import { packBits } from "./pack.ts";
 import type { TurboQuantLayout } from "./preset.ts";
@@ -42,12 +43,59 @@ export function turboQuantStoreLanes(headDim: number): number {
   return best;
 }
 
-/** The float32 constants `M_i = fp32(m_i·√D)` the store compares against (scaled by the vector norm). */
+/** The float32 constants `M_i = fp32(m_i·√D)`: the boundaries on the unnormalized `y/ν`. */
 export function scaledMidpoints(layout: TurboQuantLayout): Float32Array {
   const m = layout.midpoints;
   if (!m) throw new TypeError(`${layout.preset.name} stores fp8 keys: no midpoints`);
   const r = Math.sqrt(layout.headDim);
   return Float32Array.from(m, (x) => x * r);
+}
+
+/** How the store turns a rotated coordinate into a centroid index (see the module doc, step 3). */
+export interface TurboQuantKeyQuantizer {
+  /** float32 scale: `z = sat(fma(y, fp32(A/ν), B))`. */
+  readonly A: number;
+  /** float32 offset (0.5 for an antisymmetric codebook). */
+  readonly B: number;
+  /** Sorted float32 thresholds in z: `idx = #{i : z ≥ W_i}`. */
+  readonly W: Float32Array;
+  /** Uniform cells of [0, 1] (cell = ⌊z·fp32⁻(cells)⌋) holding at most one W_i each; 0 if none ≤ 64 do. */
+  readonly cells: number;
+}
+
+const quantizers = new WeakMap<TurboQuantLayout, TurboQuantKeyQuantizer>();
+
+/**
+ * The affine map of `y/ν` onto [0, 1] and the thresholds in it, for a centroid-key layout. The range
+ * `[M_0 − δ, M_last + δ]` is the first δ (in steps of 0.1% of the span) and cell count (from L − 1 up)
+ * for which a uniform grid separates the thresholds — 17 cells for 4-bit Lloyd–Max, 8 for 3-bit.
+ */
+export function turboQuantKeyQuantizer(layout: TurboQuantLayout): TurboQuantKeyQuantizer {
+  const hit = quantizers.get(layout);
+  if (hit) return hit;
+  const M = Array.from(scaledMidpoints(layout));
+  const mn = M[0], mx = M[M.length - 1], span = Math.max(mx - mn, 1e-3);
+  const make = (delta: number) => {
+    const lo = mn - delta, hi = mx + delta;
+    const A = Math.fround(1 / (hi - lo)), B = Math.fround(-lo / (hi - lo)) || 0; // never −0
+    return { A, B, W: Float32Array.from(M, (m) => B + m * A) };
+  };
+  let q: TurboQuantKeyQuantizer | undefined;
+  search: for (let cells = M.length; cells <= 64; cells++) {
+    const ncs = nextDown32(cells);
+    for (let t = 0; t < 400; t++) {
+      const c = make(span * (0.0005 + 0.001 * t));
+      const cs = Array.from(c.W, (w) => Math.floor(w * ncs));
+      if (new Set(cs).size === cs.length && c.W.every((w, i) => i === 0 || w > c.W[i - 1])) {
+        q = { ...c, cells };
+        break search;
+      }
+    }
+  }
+  q ??= { ...make(span * 0.01), cells: 0 };
+  Object.freeze(q);
+  quantizers.set(layout, q);
+  return q;
 }
 
 /** The fp32 sum of squares of `x` in the kernel's order (per-lane fma chains, xor tree over lanes). */
@@ -71,39 +119,34 @@ export function kernelSumSquares(x: ArrayLike<number>, lanes: number): number {
   return part[0];
 }
 
+/** `sat(x)` of PTX `.sat`: clamp to [0, 1], NaN → +0. */
+function sat(x: number): number {
+  return x > 0 ? (x < 1 ? x : 1) : 0;
+}
+
 /** Key indices and the norm of one key vector (float32 values), the kernel's way. */
 export function encodeKeyCentroids(
   layout: TurboQuantLayout,
   k: ArrayLike<number>,
   signs?: ArrayLike<number>,
-): { codes: Uint8Array; norm: number; y: Float32Array; thresholds: Float32Array } {
+): { codes: Uint8Array; norm: number; y: Float32Array; z: Float32Array } {
   const D = layout.headDim;
-  const lanes = turboQuantStoreLanes(D);
-  const ss = kernelSumSquares(k, lanes);
+  const ss = kernelSumSquares(k, turboQuantStoreLanes(D));
   const norm = Math.fround(Math.sqrt(ss));
   const y = new Float32Array(D);
   for (let d = 0; d < D; d++) y[d] = signs && signs[d] < 0 ? -k[d] : k[d];
   fwhtF32(y);
   const nu = Math.fround(norm + Math.fround(1e-8));
-  const M = scaledMidpoints(layout);
-  const T = Float32Array.from(M, (x) => x * nu);
+  const { A, B, W } = turboQuantKeyQuantizer(layout);
+  const rv = Math.fround(A / nu);
+  const z = Float32Array.from(y, (yd) => sat(fmaf32(yd, rv, B)));
   const codes = new Uint8Array(D);
-  const L = T.length + 1, half = L / 2;
   for (let d = 0; d < D; d++) {
-    const yd = y[d];
-    if (layout.symmetric) {
-      // the kernel's fold: count positive thresholds ≤ |y|, mirror on the sign bit
-      const a = Math.abs(yd);
-      let c = 0;
-      for (let i = half; i < T.length; i++) if (a >= T[i]) c++;
-      codes[d] = yd < 0 || Object.is(yd, -0) ? half - 1 - c : half + c;
-    } else {
-      let c = 0;
-      for (let i = 0; i < T.length; i++) if (yd >= T[i]) c++;
-      codes[d] = c;
-    }
+    let c = 0;
+    while (c < W.length && z[d] >= W[c]) c++;
+    codes[d] = c;
   }
-  return { codes, norm, y, thresholds: T };
+  return { codes, norm, y, z };
 }
 
 /** Value codes, scale and minimum of one value vector (float32 values), the kernel's way. */
@@ -119,11 +162,9 @@ export function encodeValueCodes(
   const Q = 2 ** bits - 1;
   const scale = Math.max(Math.fround(Math.fround(hi - lo) / Q), Math.fround(1e-8));
   const inv = Math.fround(1 / scale);
+  const lo2 = fmaf32(-0.5, scale, lo);
   const codes = new Uint8Array(v.length);
-  for (let d = 0; d < v.length; d++) {
-    const z = Math.fround(Math.fround(v[d] - lo) * inv);
-    codes[d] = Math.floor(Math.fround(z + 0.5));
-  }
+  for (let d = 0; d < v.length; d++) codes[d] = Math.floor(Math.fround(v[d] - lo2) * inv);
   return { codes, scale, min: lo };
 }
 

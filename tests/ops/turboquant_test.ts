@@ -63,6 +63,79 @@ async function storeCase(
   return { codes, ref, k, slots };
 }
 
+gpuTest(
+  "turboquant: bad input gives ArgumentError naming the argument, before any launch (runs first: no kernel)",
+  async () => {
+    await assert.rejects(
+      () => prepareTurboQuant({ preset: "turboquant_2bit", headDim: 128, numKvHeads: 8 }),
+      /preset: .*Unknown TurboQuant preset/,
+    );
+    await assert.rejects(
+      () => prepareTurboQuant({ preset: "turboquant_4bit_nc", headDim: 96, numKvHeads: 8 }),
+      /headDim: .*power-of-two/,
+    );
+    await assert.rejects(
+      () => prepareTurboQuant({ preset: "turboquant_k8v4", headDim: 128, numKvHeads: 8, pageSize: 24 }),
+      /pageSize/,
+    );
+    await assert.rejects(
+      () => prepareTurboQuant({ preset: "turboquant_k8v4", headDim: 128, numKvHeads: 8, numHeads: 12 }),
+      /numHeads/,
+    );
+    await assert.rejects(
+      () => prepareTurboQuant({ preset: "turboquant_k8v4", headDim: 96, numKvHeads: 8, decodeKernel: "mma" }),
+      /decodeKernel/,
+    );
+    using tq = await prepareTurboQuant({
+      preset: "turboquant_4bit_nc",
+      headDim: 64,
+      numKvHeads: 2,
+      numHeads: 4,
+    });
+    using cache = tq.allocateCache(2);
+    using k = Tensor.fromFloat("bf16", [3, 2, 64], new Float32Array(384).fill(1));
+    using kf = Tensor.fromFloat("f16", [3, 2, 64], new Float32Array(384).fill(1));
+    using wrong = Tensor.empty("u8", [2, 16, 2, 64]);
+    assert.throws(
+      () => tq.store(kf, kf, new Int32Array(3), cache),
+      (e) => e instanceof ArgumentError && e.argument === "k",
+    );
+    assert.throws(
+      () => tq.store(k, k, new Int32Array(2), cache),
+      (e) => e instanceof ArgumentError && e.argument === "slotMapping",
+    );
+    assert.throws(() => tq.store(k, k, new Int32Array([0, 1, 32]), cache), /slotMapping\[2\] = 32/);
+    assert.throws(
+      () => tq.store(k, k, new Int32Array(3), wrong),
+      (e) => e instanceof ArgumentError && e.argument === "cache",
+    );
+    using q = Tensor.empty("bf16", [2, 2, 64]);
+    using bt = Tensor.fromHost("i32", [2, 1], new Int32Array([0, 1]));
+    using sl = Tensor.fromHost("i32", [2], new Int32Array([3, 3]));
+    assert.throws(() => tq.decode(q, cache, bt, sl), (e) => e instanceof ArgumentError && e.argument === "q");
+    // misaligned views: K/V rows and the cache must be 16-byte aligned (the kernels use 16-byte accesses)
+    using flat = Tensor.fromFloat("bf16", [3 * 128 + 4], new Float32Array(3 * 128 + 4).fill(1));
+    assert.throws(
+      () => tq.store(flat.strided([3, 2, 64], [128, 64, 1], 4), k, new Int32Array(3), cache),
+      (e) => e instanceof ArgumentError && e.argument === "k",
+    );
+    using raw = Tensor.empty("u8", [cache.numel + 2]);
+    const shifted = raw.strided(cache.shape, cache.strides, 2);
+    assert.throws(
+      () => tq.store(k, k, new Int32Array(3), shifted),
+      (e) => e instanceof ArgumentError && e.argument === "cache",
+    );
+  },
+);
+
+gpuTest("turboquant store: one token, one head, every preset (the smallest launch)", async () => {
+  const rng = new Rng();
+  for (const preset of TURBOQUANT_PRESET_NAMES) {
+    const { codes, ref } = await storeCase({ preset, headDim: 128, numKvHeads: 1, T: 1, numBlocks: 1 }, rng);
+    assertExactlyEqual(codes, ref, `${preset} (seed ${rng.seed})`);
+  }
+});
+
 gpuTest("turboquant store: cache bytes equal the reference exactly, every preset", async () => {
   const rng = new Rng();
   for (const preset of TURBOQUANT_PRESET_NAMES) {
@@ -166,55 +239,6 @@ function decodeCase(
 }
 
 gpuTest(
-  "turboquant decode: both kernels vs the float64 reference (GQA, block tables, ragged, splits)",
-  async () => {
-    const rng = new Rng();
-    const cases = [
-      { preset: "turboquant_4bit_nc", D: 128, Hk: 4, G: 4, BS: 16, seqLens: [1, 17, 100, 0, 333] },
-      { preset: "turboquant_k8v4", D: 128, Hk: 2, G: 8, BS: 32, seqLens: [64, 5, 250] },
-      { preset: "turboquant_k3v4_nc", D: 64, Hk: 8, G: 2, BS: 16, seqLens: [40, 129] },
-      { preset: "turboquant_3bit_nc", D: 256, Hk: 2, G: 4, BS: 64, seqLens: [200, 3] },
-      { preset: "turboquant_4bit_nc", D: 128, Hk: 1, G: 16, BS: 128, seqLens: [300] },
-    ];
-    for (const c of cases) {
-      const { l, cache, bt, stride, q, ref } = decodeCase(c, rng);
-      const B = c.seqLens.length, Hq = c.Hk * c.G;
-      using ct = Tensor.fromHost("u8", [
-        cache.length / (c.BS * c.Hk * l.slotBytesAligned),
-        c.BS,
-        c.Hk,
-        l.slotBytesAligned,
-      ], cache);
-      using qt = Tensor.fromFloat("bf16", [B, Hq, c.D], q);
-      using btt = Tensor.fromHost("i32", [B, stride], bt);
-      using sl = Tensor.fromHost("i32", [B], Int32Array.from(c.seqLens));
-      const rms = Math.sqrt(ref.reduce((a, x) => a + x * x, 0) / ref.length);
-      for (const kernel of ["mma", "simple"] as const) {
-        using tq = await prepareTurboQuant({
-          preset: c.preset,
-          headDim: c.D,
-          numKvHeads: c.Hk,
-          numHeads: Hq,
-          pageSize: c.BS,
-          decodeKernel: kernel,
-        });
-        for (const numSplits of [1, 3, undefined, 64]) {
-          using out = Tensor.empty("bf16", [B, Hq, c.D]).fill(0xff);
-          tq.decode(qt, ct, btt, sl, out, { numSplits });
-          const got = out.toFloat32();
-          const what = `${c.preset} D=${c.D} G=${c.G} ${kernel} splits=${
-            numSplits ?? "auto"
-          } (seed ${rng.seed})`;
-          assertAllFinite(got, what);
-          assert.ok(relFrobenius(got, ref) < 5e-3, `${what}: rel. error ${relFrobenius(got, ref)}`);
-          assertClose(got, ref, { rtol: 1e-2, atol: 1e-2 * rms, what });
-        }
-      }
-    }
-  },
-);
-
-gpuTest(
   "turboquant decode: store → decode round trip (vLLM's test: cosine > 0.95 fp8 keys, > 0.85 centroids) and a graph replay",
   async () => {
     const rng = new Rng(123);
@@ -264,27 +288,56 @@ gpuTest(
   },
 );
 
-gpuTest("turboquant: bad input gives ArgumentError naming the argument, before any launch", async () => {
-  await assert.rejects(
-    () => prepareTurboQuant({ preset: "turboquant_2bit", headDim: 128, numKvHeads: 8 }),
-    /preset: .*Unknown TurboQuant preset/,
-  );
-  await assert.rejects(
-    () => prepareTurboQuant({ preset: "turboquant_4bit_nc", headDim: 96, numKvHeads: 8 }),
-    /headDim: .*power-of-two/,
-  );
-  await assert.rejects(
-    () => prepareTurboQuant({ preset: "turboquant_k8v4", headDim: 128, numKvHeads: 8, pageSize: 24 }),
-    /pageSize/,
-  );
-  await assert.rejects(
-    () => prepareTurboQuant({ preset: "turboquant_k8v4", headDim: 128, numKvHeads: 8, numHeads: 12 }),
-    /numHeads/,
-  );
-  await assert.rejects(
-    () => prepareTurboQuant({ preset: "turboquant_k8v4", headDim: 96, numKvHeads: 8, decodeKernel: "mma" }),
-    /decodeKernel/,
-  );
+gpuTest(
+  "turboquant decode: both kernels vs the float64 reference (GQA, block tables, ragged, splits)",
+  async () => {
+    const rng = new Rng();
+    const cases = [
+      { preset: "turboquant_4bit_nc", D: 128, Hk: 4, G: 4, BS: 16, seqLens: [1, 17, 100, 0, 333] },
+      { preset: "turboquant_k8v4", D: 128, Hk: 2, G: 8, BS: 32, seqLens: [64, 5, 250] },
+      { preset: "turboquant_k3v4_nc", D: 64, Hk: 8, G: 2, BS: 16, seqLens: [40, 129] },
+      { preset: "turboquant_3bit_nc", D: 256, Hk: 2, G: 4, BS: 64, seqLens: [200, 3] },
+      { preset: "turboquant_4bit_nc", D: 128, Hk: 1, G: 16, BS: 128, seqLens: [300] },
+    ];
+    for (const c of cases) {
+      const { l, cache, bt, stride, q, ref } = decodeCase(c, rng);
+      const B = c.seqLens.length, Hq = c.Hk * c.G;
+      using ct = Tensor.fromHost("u8", [
+        cache.length / (c.BS * c.Hk * l.slotBytesAligned),
+        c.BS,
+        c.Hk,
+        l.slotBytesAligned,
+      ], cache);
+      using qt = Tensor.fromFloat("bf16", [B, Hq, c.D], q);
+      using btt = Tensor.fromHost("i32", [B, stride], bt);
+      using sl = Tensor.fromHost("i32", [B], Int32Array.from(c.seqLens));
+      const rms = Math.sqrt(ref.reduce((a, x) => a + x * x, 0) / ref.length);
+      for (const kernel of ["mma", "simple"] as const) {
+        using tq = await prepareTurboQuant({
+          preset: c.preset,
+          headDim: c.D,
+          numKvHeads: c.Hk,
+          numHeads: Hq,
+          pageSize: c.BS,
+          decodeKernel: kernel,
+        });
+        for (const numSplits of [1, 3, undefined, 64]) {
+          using out = Tensor.empty("bf16", [B, Hq, c.D]).fill(0xff);
+          tq.decode(qt, ct, btt, sl, out, { numSplits });
+          const got = out.toFloat32();
+          const what = `${c.preset} D=${c.D} G=${c.G} ${kernel} splits=${
+            numSplits ?? "auto"
+          } (seed ${rng.seed})`;
+          assertAllFinite(got, what);
+          assert.ok(relFrobenius(got, ref) < 5e-3, `${what}: rel. error ${relFrobenius(got, ref)}`);
+          assertClose(got, ref, { rtol: 1e-2, atol: 1e-2 * rms, what });
+        }
+      }
+    }
+  },
+);
+
+gpuTest("turboquant store: a device slot mapping past the cache is skipped and reported", async () => {
   using tq = await prepareTurboQuant({
     preset: "turboquant_4bit_nc",
     headDim: 64,
@@ -293,28 +346,8 @@ gpuTest("turboquant: bad input gives ArgumentError naming the argument, before a
   });
   using cache = tq.allocateCache(2);
   using k = Tensor.fromFloat("bf16", [3, 2, 64], new Float32Array(384).fill(1));
-  using kf = Tensor.fromFloat("f16", [3, 2, 64], new Float32Array(384).fill(1));
-  using wrong = Tensor.empty("u8", [2, 16, 2, 64]);
-  assert.throws(
-    () => tq.store(kf, kf, new Int32Array(3), cache),
-    (e) => e instanceof ArgumentError && e.argument === "k",
-  );
-  assert.throws(
-    () => tq.store(k, k, new Int32Array(2), cache),
-    (e) => e instanceof ArgumentError && e.argument === "slotMapping",
-  );
-  assert.throws(() => tq.store(k, k, new Int32Array([0, 1, 32]), cache), /slotMapping\[2\] = 32/);
-  assert.throws(
-    () => tq.store(k, k, new Int32Array(3), wrong),
-    (e) => e instanceof ArgumentError && e.argument === "cache",
-  );
-  // a device slot mapping past the cache is skipped by the kernel and reported
   using dev = Tensor.fromHost("i32", [3], new Int32Array([0, 40, 1]));
   tq.store(k, k, dev, cache);
   assert.throws(() => tq.checkStatus(), /slots past it; first: token 1, slot 40/);
   tq.checkStatus(); // the report was reset
-  using q = Tensor.empty("bf16", [2, 2, 64]);
-  using bt = Tensor.fromHost("i32", [2, 1], new Int32Array([0, 1]));
-  using sl = Tensor.fromHost("i32", [2], new Int32Array([3, 3]));
-  assert.throws(() => tq.decode(q, cache, bt, sl), (e) => e instanceof ArgumentError && e.argument === "q");
 });
