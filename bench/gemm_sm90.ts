@@ -18,8 +18,13 @@
  * (+0–8 % if L2 binds at K = 1536/2048); c at its model-chosen 128-wide tile ≈ 1000–1070. Target: ≥ 1.10×
  * the peer everywhere (the peer did 1153–1328 TFLOP/s at M = 4096, 558–1044 at M = 1024 in run 1).
  *
- * GPU time: ~7 shapes × 8 kernels × 35 launches ≈ 10 s of kernels plus compiles (8 in parallel) and host
- * references; `--tune` adds ~9 candidates × 23 launches per shape.
+ * Step g (c with the math warpgroups decoupled: ping-pong issue order, per-warpgroup epilogue; see
+ * codegen/kernels/gemm_sm90/step_g.ts) is predicted at ~1180–1330 TFLOP/s at (4096, 4096, 7168), bench
+ * clk/kb ≈ 735–835 against c's 877; the "g nopp" row is g without the turn barriers (0–7 % over c
+ * from the shorter k-block alone, if the lock-step reading of c's profile is right).
+ *
+ * GPU time: ~7 shapes × 10 kernels × 35 launches ≈ 12 s of kernels plus compiles (8 in parallel) and host
+ * references; `--tune` adds ~15 candidates × 23 launches per shape.
  *
  * @module
  */
@@ -55,14 +60,17 @@ function rungs(
   return [
     { label: "a", config: { step: "a", blockN: 128 } },
     { label: "b", config: { step: "b", blockN: 128 } },
-    ...(["c", "d", "e", "f"] as const).map((step) => ({
+    ...(["c", "d", "e", "f", "g"] as const).map((step) => ({
       label: step,
       config: chooseSm90Config(M, N, K, "block", device, [step]),
     })),
+    // g at the same tile without its ping-pong issue order: what the turn barriers themselves bring
+    { label: "g nopp", config: { ...chooseSm90Config(M, N, K, "block", device, ["g"]), pingpong: false } },
   ];
 }
 
-/** What `--sanitize` runs at 200 × 2112 × 1024: every step, one- and two-scale-block tiles for e/f. */
+/** What `--sanitize` runs at 200 × 2112 × 1024: every step, one- and two-scale-block tiles for e/f/g,
+ * g with and without its ping-pong turn barriers and with one math warpgroup. */
 const SANITIZE: Partial<Sm90Config>[] = [
   { step: "a", blockN: 128 },
   { step: "b", blockN: 128 },
@@ -72,6 +80,10 @@ const SANITIZE: Partial<Sm90Config>[] = [
   { step: "e", blockN: 112 },
   { step: "f", blockN: 128 },
   { step: "f", blockN: 96 },
+  { step: "g", blockN: 128 },
+  { step: "g", blockN: 160 },
+  { step: "g", blockN: 128, pingpong: false },
+  { step: "g", blockM: 64, blockN: 128 },
 ];
 
 /** Host copy of one operand set, for the sampled-row reference. */
@@ -142,7 +154,8 @@ function validate(
 
 const label = (c: Sm90Config) => {
   const reg = c.epilogue === "direct" && sm90Persistent(c) ? " reg" : "";
-  return `${c.step} ${c.blockM}x${c.blockN} s${c.stages}${reg}${c.chunk ? ` u${c.chunk}` : ""}`;
+  const pp = c.pingpong === false ? " nopp" : "";
+  return `${c.step} ${c.blockM}x${c.blockN} s${c.stages}${reg}${c.chunk ? ` u${c.chunk}` : ""}${pp}`;
 };
 
 /** SM clocks (1.83 GHz basis) per 128-deep k-block of one tile: what SM90_STEP_MODEL is fitted to. */
@@ -238,11 +251,12 @@ async function tune(): Promise<void> {
   const rows: Row[] = [];
   for (const [M, N, K] of SHAPES) {
     const r = await autotuneGemmSm90({ M, N, K });
-    const perStep = ["b", "c", "d", "e", "f"].map((step) => {
+    const perStep = ["b", "c", "d", "e", "f", "g"].map((step) => {
       const best = r.table.find((x) => x.config.step === step); // the table is sorted, fastest first
       const direct = best?.config.epilogue === "direct" && step !== "b" ? "r" : ""; // register epilogue
       const u = best?.config.chunk ? `u${best.config.chunk}` : "";
-      return best ? `${step}${best.config.blockN}${direct}${u}:${best.us.toFixed(0)}` : `${step}:-`;
+      const pp = best?.config.pingpong === false ? "np" : ""; // g without its ping-pong order
+      return best ? `${step}${best.config.blockN}${direct}${u}${pp}:${best.us.toFixed(0)}` : `${step}:-`;
     });
     rows.push({
       shape: `${M}x${N}x${K}`,

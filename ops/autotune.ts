@@ -1,5 +1,5 @@
 /**
- * Autotuner for the sm_90a GEMM ladder: times every candidate tile shape × pipeline depth × step (c/d) on
+ * Autotuner for the sm_90a GEMM ladder: times every candidate tile shape × pipeline depth × step (b–g) on
  * random inputs, keeps the fastest, and stores the choice on disk as JSON next to the kernel cache
  * (`<cacheDir>/autotune/gemm_sm90.json`), keyed by (device name, M bucket, N, K, scale mode). A progress
  * line is redrawn on stderr while it runs. `prepareGemmSm90` consults the file on every prepare.
@@ -89,14 +89,14 @@ async function store(key: string, e: TunedEntry): Promise<void> {
 }
 
 /**
- * The candidates the tuner times: for each step b–f, the two configs {@linkcode sm90ModelClocks} ranks
+ * The candidates the tuner times: for each step b–g, the two configs {@linkcode sm90ModelClocks} ranks
  * best for this shape (b: its one 128×128 tile), each at the deepest ring that fits, plus three variants
- * of (e)'s best tile (chunks of 2 and 8, register epilogue) — twelve kernels, so a tune of the seven bench
- * shapes stays well under a minute of GPU time.
+ * of (e)'s best tile (chunks of 2 and 8, register epilogue) and (g)'s best tile without its ping-pong
+ * order — about fifteen kernels, so a tune of the seven bench shapes stays around a minute of GPU time.
  */
 export function tuneCandidates(s: GemmSm90Shape, mode: Sm90ScaleMode, perStep = 2): Sm90Config[] {
   const out: Sm90Config[] = [];
-  for (const step of ["b", "c", "d", "e", "f"] as const) {
+  for (const step of ["b", "c", "d", "e", "f", "g"] as const) {
     const ranked = sm90Candidates(s.M, s.N, mode, [step])
       .map((c) => ({ c, t: sm90ModelClocks(c, s.M, s.N, s.K) }))
       .sort((x, y) => x.t - y.t);
@@ -111,6 +111,10 @@ export function tuneCandidates(s: GemmSm90Shape, mode: Sm90ScaleMode, perStep = 
       if (sm90ConfigProblems(v).length === 0) out.push(v);
     }
   }
+  // (g)'s best tile with the math warpgroups issuing freely (only the per-warpgroup epilogue and the
+  // leaner k-block left): tells the ping-pong order's share of g's gain
+  const g = out.find((c) => c.step === "g" && c.blockM === 128);
+  if (g) out.push({ ...g, pingpong: false });
   return out;
 }
 
@@ -200,7 +204,10 @@ export async function autotuneGemmSm90(
   const table: { config: Sm90Config; us: number }[] = [];
   const enc = new TextEncoder();
   const say = (t: string) => opts.quiet || Deno.stderr.writeSync(enc.encode(`\r\x1b[2K${t}`));
-  const label = (c: Sm90Config) => `${c.step} ${c.blockM}x${c.blockN} s${c.stages}`;
+  const label = (c: Sm90Config) =>
+    `${c.step} ${c.blockM}x${c.blockN} s${c.stages}${c.chunk ? ` u${c.chunk}` : ""}${
+      c.pingpong === false ? " nopp" : ""
+    }${c.epilogue === "direct" && c.step !== "a" && c.step !== "b" ? " reg" : ""}`;
   try {
     // compile every candidate first, several at a time (NVRTC runs off the main thread)
     say(`autotune gemm_sm90 ${s.M}x${s.N}x${s.K} ${mode}: compiling ${cands.length} candidates`);

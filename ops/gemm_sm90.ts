@@ -76,6 +76,7 @@ export interface GemmSm90Options {
 /**
  * `base` with the caller's overrides: an overridden step a/b gets the register epilogue, an overridden
  * tile gets the deepest ring that fits, and N % 8 ≠ 0 (rows not 16-byte aligned) forbids the TMA store.
+ * Step-specific fields (`chunk` of e/f, `pingpong` of g) are dropped when the step changes.
  *
  * @example
  * ```ts
@@ -91,10 +92,12 @@ export function resolveSm90Config(
   N: number,
 ): Sm90Config {
   const c: Sm90Config = { ...base, ...over, mode };
-  if (
-    !sm90Deferred(c) || (over?.chunk === undefined && over?.step !== undefined && over.step !== base.step)
-  ) {
+  const stepChanged = over?.step !== undefined && over.step !== base.step;
+  if (!sm90Deferred(c) || (over?.chunk === undefined && stepChanged)) {
     delete c.chunk; // a chunk length belongs to the deferred step it was chosen for
+  }
+  if (c.step !== "g" || (over?.pingpong === undefined && stepChanged)) {
+    delete c.pingpong; // so is step g's ping-pong switch
   }
   if (over?.epilogue === undefined) {
     c.epilogue = c.step === "a" || c.step === "b" || N % 8 !== 0 ? "direct" : "tma";

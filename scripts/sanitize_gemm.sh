@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # compute-sanitizer over the sm_90a GEMM ladder (issue 6): one small ragged shape (200 x 2112 x 1024,
-# N not a multiple of 128, M not a multiple of the tile) per ladder kernel a–f (e/f with one- and
-# two-scale-block tiles; the list is SANITIZE in bench/gemm_sm90.ts), each validated against a
-# float64 reference inside the run. Run on the GPU host from the repository root:
+# N not a multiple of 128, M not a multiple of the tile) per ladder kernel a–g (e/f/g with one- and
+# two-scale-block tiles, g with and without its ping-pong turn barriers and with one math warpgroup;
+# the list is SANITIZE in bench/gemm_sm90.ts), each validated against a float64 reference inside the
+# run. synccheck covers g's named barriers (turns 4/5 over 256 threads, per-warpgroup 2/3 over 128).
+# Run on the GPU host from the repository root:
 #
 #   scripts/sanitize_gemm.sh              racecheck, memcheck, synccheck
 #   scripts/sanitize_gemm.sh memcheck     just one tool

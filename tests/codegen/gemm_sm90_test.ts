@@ -5,7 +5,11 @@
  * sm_90a with 0 spills / 0 stack / no "wgmma serialized" or "wait injected" warnings, with QGMMA + UTMALDG
  * (+ UTMASTG, STSM, USETMAXREG, multicast where the step has them) and no local memory in its SASS; the
  * deferred steps (e, f) keep their wgmma groups asynchronous (`WARPGROUP.DEPBAR.LE gsb0, 0x1` between
- * issue and promotion, a full drain only at chunk ends).
+ * issue and promotion, a full drain only at chunk ends). Barriers: no CTA-wide barrier inside any loop
+ * that issues wgmmas (every step); for c and g the exact named barriers (c: 2 × 256-thread per tile in the
+ * epilogue and none in the k-loop; g: 2 × 128-thread per warpgroup per tile, and with ping-pong one
+ * 256-thread turn wait before the wgmmas and one turn pass between the last QGMMA and the wgmma wait), and
+ * every mbarrier wait's fast path is one try_wait + branch.
  */
 import assert from "node:assert/strict";
 import { compileTest } from "../_util.ts";
@@ -21,10 +25,12 @@ import {
   sm90ConfigName,
   sm90ConfigProblems,
   sm90MaxStages,
+  sm90PingPong,
   sm90ScaleBlocksSpanned,
   sm90SmemLayout,
   sm90StoreBox,
   sm90StoreRows,
+  sm90Threads,
 } from "../../codegen/kernels/gemm_sm90/mod.ts";
 import {
   chooseSm90Config,
@@ -33,54 +39,7 @@ import {
   sm90ModelClocks,
   sm90TileGroup,
 } from "../../ops/gemm_sm90.ts";
-
-/** Where cuobjdump is: `KILN_CUOBJDUMP`, the CUDA toolkit, PATH, or the pip wheel's copy. */
-function sassTool(): string | undefined {
-  const home = Deno.env.get("HOME") ?? "";
-  const candidates = [
-    Deno.env.get("KILN_CUOBJDUMP"),
-    "/usr/local/cuda/bin/cuobjdump",
-    ...(Deno.env.get("PATH") ?? "").split(":").map((d) => `${d}/cuobjdump`),
-    ...[`${home}/.local/lib`, "/usr/local/lib", "/usr/lib"].flatMap((d) =>
-      ["3.10", "3.11", "3.12", "3.13"].map((v) => `${d}/python${v}/site-packages/nvidia/cu13/bin/cuobjdump`)
-    ),
-  ];
-  for (const c of candidates) {
-    if (!c) continue;
-    try {
-      if (Deno.statSync(c).isFile) return c;
-    } catch { /* next */ }
-  }
-  return undefined;
-}
-
-/**
- * Opcode histogram of a cubin's SASS (`cuobjdump -sass`), counted both by base opcode (`UTMALDG`) and
- * with its modifiers (`UTMALDG.2D.MULTICAST`); predicates (`@!P0`) are skipped.
- */
-async function sassHistogram(
-  cubin: Uint8Array,
-  tool: string,
-): Promise<{ h: Map<string, number>; text: string }> {
-  const f = await Deno.makeTempFile({ suffix: ".cubin" });
-  try {
-    await Deno.writeFile(f, cubin);
-    const out = await new Deno.Command(tool, { args: ["-sass", f], stdout: "piped", stderr: "piped" })
-      .output();
-    if (!out.success) throw new Error(`cuobjdump failed: ${new TextDecoder().decode(out.stderr)}`);
-    const h = new Map<string, number>();
-    const re = /^\s+\/\*[0-9a-f]{4,}\*\/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)*)/;
-    const text = new TextDecoder().decode(out.stdout);
-    for (const line of text.split("\n")) {
-      const m = line.match(re);
-      if (!m) continue;
-      for (const k of new Set([m[1], m[1].split(".")[0]])) h.set(k, (h.get(k) ?? 0) + 1);
-    }
-    return { h, text };
-  } finally {
-    await Deno.remove(f).catch(() => {});
-  }
-}
+import { loopsContaining, sassBarriers, sassHistogram, type SassInstr, sassTool } from "./_sass.ts";
 
 const C = (o: Partial<Sm90Config>): Sm90Config => ({
   step: "c",
@@ -110,6 +69,11 @@ export const LADDER: Sm90Config[] = [
   C({ step: "f" }),
   C({ step: "f", blockN: 96, stages: 7, mode: "tensor" }),
   C({ step: "e", chunk: 2 }),
+  C({ step: "g" }),
+  C({ step: "g", pingpong: false }),
+  C({ step: "g", blockN: 160, stages: 5 }),
+  C({ step: "g", blockN: 192, stages: 4, mode: "channel" }),
+  C({ step: "g", blockM: 64, blockN: 128, stages: 6, mode: "tensor", epilogue: "direct" }),
 ];
 
 Deno.test("gemm_sm90 config: bad configs are refused with every reason", () => {
@@ -212,12 +176,12 @@ Deno.test("gemm_sm90 epilogue: stmatrix addresses cover each swizzled 16-byte ch
   }
 });
 
-Deno.test("gemm_sm90 per-warpgroup epilogue (e/f): each warpgroup's stmatrix covers its own boxes once", () => {
+Deno.test("gemm_sm90 per-warpgroup epilogue (e/f/g): each warpgroup's stmatrix covers its own boxes once", () => {
   // mirrors deferredTmaEpilogue: warpgroup wg owns [D + wg·64·BN·2, +64·BN·2), boxes of 64 rows × STORE_COLS
-  for (const bn of [128, 112, 96, 64]) {
+  for (const bn of [128, 112, 96, 64, 144, 160, 192]) {
     const { cols, swizzleBytes: sw } = sm90StoreBox(bn);
     const rows = sm90StoreRows({
-      step: "e",
+      step: bn > 128 ? "g" : "e",
       mode: "block",
       blockM: 128,
       blockN: bn,
@@ -373,6 +337,61 @@ Deno.test("gemm_sm90 heuristic: valid configs for the benchmark shapes, sane gri
   assert.equal(chooseSm90Config(4095, 2111, 256, "block").epilogue, "direct", "N % 8 ≠ 0: no TMA store");
 });
 
+/** The named barriers steps c and g may execute, as "sync|arrive threads" → instructions ("all": CTA-wide). */
+function expectedBarriers(c: Sm90Config): Map<string, number> | undefined {
+  if (c.step !== "c" && c.step !== "g") return undefined;
+  const e = new Map<string, number>([["sync all", 1]]); // the entry __syncthreads after the barrier inits
+  const add = (k: string, n: number) => e.set(k, (e.get(k) ?? 0) + n);
+  // TMA-store epilogue: before the stmatrix and before the store; c over both math warpgroups, g per warpgroup
+  if (c.epilogue === "tma") add(`sync ${c.step === "c" ? (c.blockM / 64) * 128 : 128}`, 2);
+  if (sm90PingPong(c)) {
+    add("sync 256", 2); // the turn wait in the k-loop + warpgroup 0 taking the last turn
+    add("arrive 256", 2); // warpgroup 1's first grant + the turn pass in the k-loop
+  }
+  return e;
+}
+
+/**
+ * No loop that issues wgmmas holds a CTA-wide barrier (every step); for c and g the exact barrier set,
+ * the k-loop's own barriers (c: none; g: the turn wait before the wgmmas, the turn pass between the last
+ * QGMMA and the wgmma wait) and single-try_wait fast paths on every mbarrier wait.
+ */
+function checkBarriers(c: Sm90Config, instrs: SassInstr[]): void {
+  const bars = sassBarriers(instrs);
+  const cta = (b: { threads: number | undefined }) => b.threads === undefined || b.threads >= sm90Threads(c);
+  const loops = loopsContaining(instrs, /^QGMMA/);
+  assert.ok(loops.length > 0, "a loop issues the wgmmas");
+  for (const l of loops) {
+    const inside = bars.filter((b) => b.index >= l.start && b.index <= l.end && cta(b));
+    assert.deepEqual(inside, [], "a CTA-wide barrier inside a loop that issues wgmmas");
+  }
+  const want = expectedBarriers(c);
+  if (!want) return;
+  const got = new Map<string, number>();
+  for (const b of bars) {
+    const k = `${b.kind} ${b.threads ?? "all"}`;
+    got.set(k, (got.get(k) ?? 0) + 1);
+  }
+  assert.deepEqual(got, want, "named barriers");
+  const k = loops[0]; // innermost: the k-loop
+  const inLoop = bars.filter((b) => b.index >= k.start && b.index <= k.end);
+  const at = (re: RegExp) =>
+    instrs.flatMap((x, i) => (i >= k.start && i <= k.end && re.test(x.op) ? [i] : []));
+  const qg = at(/^QGMMA/), dep = at(/^WARPGROUP\.DEPBAR/);
+  assert.equal(qg.length, 4);
+  assert.equal(dep.length, 1);
+  if (sm90PingPong(c)) {
+    assert.deepEqual(inLoop.map((b) => `${b.kind} ${b.threads}`), ["sync 256", "arrive 256"]);
+    assert.ok(inLoop[0].index < qg[0], "the turn wait comes before the wgmmas");
+    assert.ok(qg[3] < inLoop[1].index && inLoop[1].index < dep[0], "the turn passes before the wgmma wait");
+  } else assert.deepEqual(inLoop, [], "no barrier in the k-loop");
+  const tries = instrs.flatMap((x, i) => (/^SYNCS\.PHASECHK\..*TRYWAIT/.test(x.op) ? [i] : []));
+  assert.equal(tries.length, 4, "full wait + empty wait, each a fast try_wait and the watchdog loop's");
+  for (const i of tries) {
+    assert.ok(/^BRA/.test(instrs[i + 1].op) && instrs[i + 1].pred !== "", "try_wait → branch (fast path)");
+  }
+}
+
 for (const c of LADDER) {
   compileTest(
     `gemm_sm90 ${sm90ConfigName(c)}: sm_90a, 0 spills, QGMMA + TMA in SASS, no local memory`,
@@ -399,7 +418,8 @@ for (const c of LADDER) {
         console.log(`skipped SASS checks: no permission to run ${tool} (deno test --allow-run)`);
         return;
       }
-      const { h, text } = await sassHistogram(r.cubin, tool);
+      const { h, text, instrs } = await sassHistogram(r.cubin, tool);
+      await t.step("SASS barriers", () => checkBarriers(c, instrs));
       await t.step("SASS", () => {
         const need = ["QGMMA", "UTMALDG", "SYNCS"];
         if (c.epilogue === "tma") need.push("UTMASTG", "STSM");

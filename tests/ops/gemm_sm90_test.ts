@@ -1,6 +1,6 @@
 /**
  * The sm_90a GEMM ladder on the GPU: part 1's correctness suite (relative Frobenius error ≤ 2e-3 against a
- * float64 reference of the dequantized operands) on every step a–f, for M ∈ {1, 3, 64, 128, 1024, 4096}
+ * float64 reference of the dequantized operands) on every step a–g, for M ∈ {1, 3, 64, 128, 1024, 4096}
  * × the DeepSeek (N, K) shapes; outputs poisoned before each run, every element of rows < M written, rows
  * ≥ M of the buffer untouched; the other scale modes; a CUDA-graph replay; argument errors before launch.
  * Big shapes compare sampled rows (all N columns of each) — a float64 reference of 4096 × 24576 × 1536
@@ -36,6 +36,8 @@ const LADDER: Partial<Sm90Config>[] = [
   { step: "e", blockN: 128 },
   { step: "f", blockN: 128 },
   { step: "e", blockN: 112 }, // two scale blocks per tile, 32-byte store boxes
+  { step: "g", blockN: 128 },
+  { step: "g", blockN: 128, pingpong: false },
 ];
 const sm90 = (() => {
   try {
@@ -157,7 +159,7 @@ function check(
 }
 
 for (const [N, K] of SHAPES) {
-  gpuTest(`gemm_sm90 ladder a–f, block scales, (N, K) = (${N}, ${K}), M ∈ {${MS}}`, async (t) => {
+  gpuTest(`gemm_sm90 ladder a–g, block scales, (N, K) = (${N}, ${K}), M ∈ {${MS}}`, async (t) => {
     if (!sm90) return void console.log("skipped: not an sm_90 device");
     const seed = (Math.random() * 2 ** 32) >>> 0;
     const rng = new Rng(seed);
@@ -181,7 +183,7 @@ for (const [N, K] of SHAPES) {
 }
 
 gpuTest(
-  "gemm_sm90 per-tensor and per-token × per-channel scales on steps b–f and the default config",
+  "gemm_sm90 per-tensor and per-token × per-channel scales on steps b–g and the default config",
   async (t) => {
     if (!sm90) return;
     const seed = (Math.random() * 2 ** 32) >>> 0;
@@ -195,6 +197,8 @@ gpuTest(
           { step: "d" },
           { step: "e", blockN: 128 },
           { step: "f", blockN: 112 },
+          { step: "g", blockN: 128 },
+          { step: "g", blockN: 192 },
           undefined,
         ];
         for (const M of [3, 1024]) {
@@ -238,6 +242,9 @@ gpuTest(
           { step: "f", blockN: 112 },
           { step: "e", blockM: 64, blockN: 128 },
           { step: "e", blockN: 64 },
+          { step: "g", blockN: 160 },
+          { step: "g", blockN: 96, pingpong: false },
+          { step: "g", blockM: 64, blockN: 128 },
         ];
         for (const c of configs) {
           const plan = await prepareGemmSm90({ M, N, K }, { config: c });
@@ -253,48 +260,56 @@ gpuTest(
   },
 );
 
-gpuTest("gemm_sm90 deferred promotion (e, f) is bit-identical to c, d at the same tile", async (t) => {
-  if (!sm90) return;
-  // e/f run the same wgmma and the same fp32 FFMA promotion sequence per output as c/d, only reordered
-  // across k-blocks and tiles, so the bf16 outputs must match exactly (no tolerance)
-  const seed = (Math.random() * 2 ** 32) >>> 0;
-  const rng = new Rng(seed);
-  const [N, K] = [2112, 2048];
-  const p = problem(N, K, 1000, "block", rng);
-  for (const M of [77, 1000]) {
-    const ops = upload(p, M);
-    try {
-      for (
-        const [ref, def] of [
-          [{ step: "c", blockN: 128 }, { step: "e", blockN: 128 }],
-          [{ step: "c", blockN: 128 }, { step: "e", blockN: 128, chunk: 2 }],
-          [{ step: "c", blockN: 128 }, { step: "e", blockN: 128, chunk: 8 }],
-          [{ step: "c", blockN: 112 }, { step: "e", blockN: 112 }],
-          [{ step: "d", blockN: 96 }, { step: "f", blockN: 96 }],
-        ] as Partial<Sm90Config>[][]
-      ) {
-        const [pr, pd] = await Promise.all([
-          prepareGemmSm90({ M, N, K }, { config: ref }),
-          prepareGemmSm90({ M, N, K }, { config: def }),
-        ]);
-        await t.step(`M=${M} ${pd.kernel.name} == ${pr.kernel.name}`, () => {
-          using a = Tensor.empty("bf16", [M, N]);
-          using b = Tensor.empty("bf16", [M, N]);
-          a.fill(0xff);
-          b.fill(0xff);
-          pr.run(ops[0], ops[1], ops[2], ops[3], a);
-          pd.run(ops[0], ops[1], ops[2], ops[3], b);
-          const x = a.toHost() as Uint16Array, y = b.toHost() as Uint16Array;
-          let diff = 0;
-          for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) diff++;
-          assert.equal(diff, 0, `seed ${seed}: ${diff} of ${x.length} outputs differ`);
-        });
+gpuTest(
+  "gemm_sm90 deferred promotion (e, f) and decoupled warpgroups (g) are bit-identical to c, d at the same tile",
+  async (t) => {
+    if (!sm90) return;
+    // e/f/g run the same wgmma and the same fp32 FFMA promotion sequence per output as c/d, only reordered
+    // across k-blocks, tiles and warpgroups, so the bf16 outputs must match exactly (no tolerance)
+    const seed = (Math.random() * 2 ** 32) >>> 0;
+    const rng = new Rng(seed);
+    const [N, K] = [2112, 2048];
+    const p = problem(N, K, 1000, "block", rng);
+    for (const M of [77, 1000]) {
+      const ops = upload(p, M);
+      try {
+        for (
+          const [ref, def] of [
+            [{ step: "c", blockN: 128 }, { step: "e", blockN: 128 }],
+            [{ step: "c", blockN: 128 }, { step: "e", blockN: 128, chunk: 2 }],
+            [{ step: "c", blockN: 128 }, { step: "e", blockN: 128, chunk: 8 }],
+            [{ step: "c", blockN: 112 }, { step: "e", blockN: 112 }],
+            [{ step: "d", blockN: 96 }, { step: "f", blockN: 96 }],
+            [{ step: "c", blockN: 128 }, { step: "g", blockN: 128 }],
+            [{ step: "c", blockN: 128 }, { step: "g", blockN: 128, pingpong: false }],
+            [{ step: "c", blockN: 160 }, { step: "g", blockN: 160 }],
+            [{ step: "c", blockN: 112, epilogue: "direct" }, { step: "g", blockN: 112, epilogue: "direct" }],
+            [{ step: "c", blockM: 64, blockN: 128 }, { step: "g", blockM: 64, blockN: 128 }],
+          ] as Partial<Sm90Config>[][]
+        ) {
+          const [pr, pd] = await Promise.all([
+            prepareGemmSm90({ M, N, K }, { config: ref }),
+            prepareGemmSm90({ M, N, K }, { config: def }),
+          ]);
+          await t.step(`M=${M} ${pd.kernel.name} == ${pr.kernel.name}`, () => {
+            using a = Tensor.empty("bf16", [M, N]);
+            using b = Tensor.empty("bf16", [M, N]);
+            a.fill(0xff);
+            b.fill(0xff);
+            pr.run(ops[0], ops[1], ops[2], ops[3], a);
+            pd.run(ops[0], ops[1], ops[2], ops[3], b);
+            const x = a.toHost() as Uint16Array, y = b.toHost() as Uint16Array;
+            let diff = 0;
+            for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) diff++;
+            assert.equal(diff, 0, `seed ${seed}: ${diff} of ${x.length} outputs differ`);
+          });
+        }
+      } finally {
+        ops.forEach((x) => x.dispose());
       }
-    } finally {
-      ops.forEach((x) => x.dispose());
     }
-  }
-});
+  },
+);
 
 gpuTest("gemm_sm90 run is capturable in a CUDA graph and replays to the same bytes", async () => {
   if (!sm90) return;

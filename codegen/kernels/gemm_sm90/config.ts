@@ -16,11 +16,12 @@
  * The ladder step: (a) TMA+wgmma, (b) + warp specialization, (c) + persistent + TMA store, (d) + 2-CTA
  * multicast, (e) = (c) with deferred promotion (two temp accumulators, the next k-block's wgmmas run while
  * the previous one is promoted; per-warpgroup epilogue overlapped with the next tile), (f) = (e) + 2-CTA
- * multicast.
+ * multicast, (g) = (c) with the two math warpgroups decoupled: per-warpgroup epilogue (no 256-thread barrier),
+ * ping-pong issue order (one warpgroup's promotion under the other's MMAs) and a leaner k-block.
  */
-export type Sm90Step = "a" | "b" | "c" | "d" | "e" | "f";
+export type Sm90Step = "a" | "b" | "c" | "d" | "e" | "f" | "g";
 /** Every step, in ladder order. */
-export const SM90_STEPS: readonly Sm90Step[] = ["a", "b", "c", "d", "e", "f"];
+export const SM90_STEPS: readonly Sm90Step[] = ["a", "b", "c", "d", "e", "f", "g"];
 /** How A and B are scaled. */
 export type Sm90ScaleMode = "block" | "tensor" | "channel";
 /** Epilogue: bf16x2 stores straight from registers, or stmatrix → swizzled smem → TMA store. */
@@ -42,6 +43,12 @@ export interface Sm90Config {
    * Longer chunks expose fewer drains but unroll more code (one epilogue copy per k-block of a chunk).
    */
   chunk?: number;
+  /**
+   * Step g only: the two math warpgroups take turns issuing their k-block's wgmmas (named barriers
+   * 4/5, 256 threads, never the producer) so the tensor core runs whole groups alternately and one
+   * warpgroup promotes while the other's MMAs run. Default true; false keeps only g's other changes.
+   */
+  pingpong?: boolean;
 }
 
 /** Default k-blocks per drained chunk of the deferred steps (e, f). */
@@ -114,12 +121,22 @@ export function sm90Deferred(c: Sm90Config): boolean {
   return c.step === "e" || c.step === "f";
 }
 
+/** Steps whose math warpgroups each store their own 64-row half of the tile (no cross-warpgroup barrier). */
+export function sm90PerWarpgroupStore(c: Sm90Config): boolean {
+  return sm90Deferred(c) || c.step === "g";
+}
+
 /**
  * Rows per TMA-store box: the whole tile from steps c/d (one store after a 256-thread barrier), one
- * math warpgroup's 64 rows from steps e/f (each warpgroup stores its half on its own).
+ * math warpgroup's 64 rows from steps e/f/g (each warpgroup stores its half on its own).
  */
 export function sm90StoreRows(c: Sm90Config): number {
-  return sm90Deferred(c) ? 64 : c.blockM;
+  return sm90PerWarpgroupStore(c) ? 64 : c.blockM;
+}
+
+/** Whether step g's ping-pong issue order is on (two math warpgroups and not switched off). */
+export function sm90PingPong(c: Sm90Config): boolean {
+  return c.step === "g" && c.blockM === 128 && c.pingpong !== false;
 }
 
 /** The shared memory layout of `c`. */
@@ -168,6 +185,10 @@ export function sm90ConfigProblems(c: Sm90Config): string[] {
       p.push(`chunk must be an integer in 2..8 (got ${c.chunk})`);
     }
   }
+  if (c.pingpong !== undefined) {
+    if (c.step !== "g") p.push(`pingpong is a setting of step g (step ${c.step})`);
+    else if (typeof c.pingpong !== "boolean") p.push(`pingpong must be true or false (got ${c.pingpong})`);
+  }
   if (c.epilogue !== "direct" && c.epilogue !== "tma") {
     p.push(`epilogue must be direct or tma (got ${c.epilogue})`);
   }
@@ -193,7 +214,8 @@ export function assertSm90Config(c: Sm90Config): void {
 /** The kernel name, which encodes every field of the config. */
 export function sm90ConfigName(c: Sm90Config): string {
   const u = c.chunk !== undefined && c.chunk !== SM90_DEFERRED_CHUNK ? `_u${c.chunk}` : "";
-  return `gemm_sm90${c.step}_fp8e4m3_bf16_${c.mode}_${c.blockM}x${c.blockN}x${SM90_BLOCK_K}_s${c.stages}_${c.epilogue}${u}`;
+  const pp = c.step === "g" && c.pingpong === false ? "_nopp" : "";
+  return `gemm_sm90${c.step}_fp8e4m3_bf16_${c.mode}_${c.blockM}x${c.blockN}x${SM90_BLOCK_K}_s${c.stages}_${c.epilogue}${u}${pp}`;
 }
 
 /** The chunk length a deferred config runs with. */

@@ -46,6 +46,9 @@ export const SM90_STEP_MODEL: Readonly<
   // 942–1033 clk/kb at 128×128 against c's 877–965: about 7.5% slower than c, not faster.
   e: { colClk: 7.55, twoBlockClk: 0.3, tileClk: 1200 },
   f: { colClk: 7.8, twoBlockClk: 0.3, tileClk: 1200 },
+  // g (c + ping-pong math warpgroups, per-warpgroup epilogue), predicted ≈ 5.7–6.5 (step_g.ts): run 3 measured 808–888 clk/kb at 128×128
+  // against c's 866–958, 7–8% faster on every bench shape.
+  g: { colClk: 6.5, twoBlockClk: 0.3, tileClk: 1200 },
 };
 
 /**
@@ -80,12 +83,15 @@ export function sm90ModelClocks(
 }
 
 /** Steps the default heuristic chooses from (a is the teaching rung, never faster than b). */
-export const SM90_DEFAULT_STEPS: Sm90Step[] = ["b", "c", "d", "e", "f"];
+export const SM90_DEFAULT_STEPS: Sm90Step[] = ["b", "c", "d", "e", "f", "g"];
 /**
  * Steps the default heuristic chooses among: the ones that won a measured run. On the H200 (run 2)
- * the persistent c beat e/f (deferred promotion) at every shape and was within 9% of the tuned best.
+ * the persistent c beat e/f (deferred promotion) at every shape; in run 3 g (c with ping-pong math
+ * warpgroups) beat c by 7–8% everywhere, so the default is now g. Default vs tuned (run 3): equal on
+ * five shapes, 1.04× at 1024×7168×2048 (112- vs 160-wide), 1.14× at 4096×2112×7168 (112- vs 192-wide:
+ * the per-column model undervalues wide tiles there; the autotuner's cached choice covers it).
  */
-export const SM90_HEURISTIC_STEPS: Sm90Step[] = ["b", "c", "d"];
+export const SM90_HEURISTIC_STEPS: Sm90Step[] = ["b", "c", "d", "g"];
 
 /** Candidate tile widths per step: ≤ 128 for the deferred steps (3·BN/2 accumulator registers). */
 export function sm90Widths(step: Sm90Step, M: number): number[] {

@@ -9,9 +9,11 @@
  * | d | 2-CTA clusters, B tile multicast to both CTAs of an M pair | ~1250 TFLOP/s |
  * | e | c + deferred promotion (2 temp accumulators), per-warpgroup epilogue under queued MMAs | ~1350–1450 TFLOP/s |
  * | f | e + 2-CTA clusters with B multicast | ≈ e, +0–8 % on the K = 1536/2048 shapes |
+ * | g | c + ping-pong issue order of the 2 math warpgroups, per-warpgroup epilogue, leaner k-block | ~1180–1330 TFLOP/s |
  *
  * Measured on H200 (first run, TFLOP/s at 4096×4096×7168): a 860, b 1033, c 968 (128×160), d 949 —
- * every rung near 55 % tensor efficiency per k-block, which is what (e) attacks (see step_e.ts).
+ * every rung near 55 % tensor efficiency per k-block, which is what (e) attacks (see step_e.ts). Run 2: c
+ * (128×128) 1120, e/f 5–8 % slower than c; the profile of c points at lock-stepped math warpgroups (step_g.ts).
  *
  * @example
  * ```ts
@@ -27,6 +29,7 @@ import { gemmSm90StepA } from "./step_a.ts";
 import { gemmSm90StepB } from "./step_b.ts";
 import { gemmSm90StepCD } from "./step_c.ts";
 import { gemmSm90StepEF } from "./step_e.ts";
+import { gemmSm90StepG } from "./step_g.ts";
 
 export * from "./config.ts";
 export * from "./heuristic.ts";
@@ -35,6 +38,7 @@ export { gemmSm90StepA } from "./step_a.ts";
 export { gemmSm90StepB } from "./step_b.ts";
 export { gemmSm90StepCD } from "./step_c.ts";
 export { gemmSm90StepEF } from "./step_e.ts";
+export { gemmSm90StepG, SM90_G_TURN_BARRIER } from "./step_g.ts";
 
 /**
  * The KernelSource of one ladder kernel. Pure and deterministic (snapshot-testable).
@@ -58,6 +62,8 @@ export function gemmSm90Kernel(c: Sm90Config): KernelSource {
     case "e":
     case "f":
       return gemmSm90StepEF(c);
+    case "g":
+      return gemmSm90StepG(c);
   }
   throw new RangeError(`unknown sm90 GEMM step ${(c as Sm90Config).step}`);
 }
