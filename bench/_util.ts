@@ -39,10 +39,15 @@ function copyKernel(unroll: number): KernelSource {
   return {
     name,
     entry: name,
-    source: `extern "C" __global__ void ${name}(const uint4* __restrict__ src, uint4* __restrict__ dst, long long n) {
+    source:
+      `extern "C" __global__ void ${name}(const uint4* __restrict__ src, uint4* __restrict__ dst, long long n) {
   ${body}
 }`,
-    params: [{ name: "src", kind: "ptr", dtype: "u8", readonly: true }, { name: "dst", kind: "ptr", dtype: "u8" }, {
+    params: [{ name: "src", kind: "ptr", dtype: "u8", readonly: true }, {
+      name: "dst",
+      kind: "ptr",
+      dtype: "u8",
+    }, {
       name: "n",
       kind: "i64",
     }],
@@ -88,7 +93,11 @@ export async function runPeer(script: string, args: unknown): Promise<Record<str
     const out = await p.output();
     const text = new TextDecoder().decode(out.stdout).trim();
     if (!out.success) {
-      console.error(`peer ${script} failed: ${new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" | ")}`);
+      console.error(
+        `peer ${script} failed: ${
+          new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" | ")
+        }`,
+      );
       return undefined;
     }
     return JSON.parse(text.split("\n").pop()!);

@@ -50,13 +50,19 @@ async function cFloor(): Promise<{ plain_us: number; graph_us_per_kernel: number
     const { cubin } = await compileFor(PROBE, arch);
     await Deno.writeFile(`${dir}/probe.cubin`, cubin);
     const src = new URL("./launch.c", import.meta.url).pathname;
-    const build = await new Deno.Command("nvcc", { args: ["-O2", "-o", `${dir}/launch`, src, "-lcuda"], stderr: "piped" })
+    const build = await new Deno.Command("nvcc", {
+      args: ["-O2", "-o", `${dir}/launch`, src, "-lcuda"],
+      stderr: "piped",
+    })
       .output();
     if (!build.success) {
       console.error(`launch.c did not build: ${new TextDecoder().decode(build.stderr).slice(0, 300)}`);
       return undefined;
     }
-    const run = await new Deno.Command(`${dir}/launch`, { args: [`${dir}/probe.cubin`, PROBE.entry], stdout: "piped" })
+    const run = await new Deno.Command(`${dir}/launch`, {
+      args: [`${dir}/probe.cubin`, PROBE.entry],
+      stdout: "piped",
+    })
       .output();
     return JSON.parse(new TextDecoder().decode(run.stdout).trim());
   } catch (e) {
@@ -83,8 +89,20 @@ export async function bench(): Promise<void> {
   const warm = performance.now() - t0;
   const c = await cFloor();
   const rows: Row[] = [
-    { what: "plain launch (µs host)", deno: plain, c: c?.plain_us ?? "n/a", "deno/c": c ? plain / c.plain_us : "n/a", target: "≤ 2 µs, ≤ 1.2× C" },
-    { what: "graph replay (µs/kernel)", deno: graph, c: c?.graph_us_per_kernel ?? "n/a", "deno/c": c ? graph / c.graph_us_per_kernel : "n/a", target: "≤ 1.5 µs" },
+    {
+      what: "plain launch (µs host)",
+      deno: plain,
+      c: c?.plain_us ?? "n/a",
+      "deno/c": c ? plain / c.plain_us : "n/a",
+      target: "≤ 2 µs, ≤ 1.2× C",
+    },
+    {
+      what: "graph replay (µs/kernel)",
+      deno: graph,
+      c: c?.graph_us_per_kernel ?? "n/a",
+      "deno/c": c ? graph / c.graph_us_per_kernel : "n/a",
+      target: "≤ 1.5 µs",
+    },
     { what: "warm start from disk cache (ms)", deno: warm, c: "", "deno/c": "", target: "≤ 10 ms" },
   ];
   printTable(`launch cost — ${Device.get().info.name}`, rows);

@@ -53,7 +53,10 @@ const INFO: Record<DType, DTypeInfo> = {
   u8: { ...info("u8", 8, 1, 1, 255, false, "unsigned char"), min: 0 },
   i32: { ...info("i32", 32, 1, 4, 2147483647, false, "int"), min: -2147483648 },
   u32: { ...info("u32", 32, 1, 4, 4294967295, false, "unsigned int"), min: 0 },
-  i64: { ...info("i64", 64, 1, 8, Number.MAX_SAFE_INTEGER, false, "long long"), min: Number.MIN_SAFE_INTEGER },
+  i64: {
+    ...info("i64", 64, 1, 8, Number.MAX_SAFE_INTEGER, false, "long long"),
+    min: Number.MIN_SAFE_INTEGER,
+  },
   int4: { ...info("int4", 4, 2, 1, 7, false, "unsigned char"), min: -8 },
   fp4e2m1: info("fp4e2m1", 4, 2, 1, 6, true, "unsigned char"),
   ue8m0: { ...info("ue8m0", 8, 1, 1, 2 ** 127, true, "unsigned char"), min: 2 ** -127 },
@@ -263,7 +266,7 @@ export function ue8m0Decode(b: number): number {
 export function ue8m0EncodeCeil(x: number): number {
   if (!(x > 0)) return 0;
   const b = f32Bits(x);
-  let e = ((b >>> 23) & 0xff);
+  let e = (b >>> 23) & 0xff;
   if (e === 0) return 0; // subnormal float32: 2^-127 is the smallest ue8m0
   if ((b & 0x7fffff) !== 0) e++;
   return Math.min(e, 254);
@@ -412,7 +415,11 @@ export function encodeArray(dtype: DType, values: ArrayLike<number>): HostArray 
 }
 
 /** Decode raw `dtype` storage holding `count` elements to float32 values. */
-export function decodeArray(dtype: DType, raw: HostArray, count: number = rawCount(dtype, raw)): Float32Array {
+export function decodeArray(
+  dtype: DType,
+  raw: HostArray,
+  count: number = rawCount(dtype, raw),
+): Float32Array {
   const out = new Float32Array(count);
   if (dtype === "f32" || dtype === "i32" || dtype === "u32" || dtype === "i8") {
     for (let i = 0; i < count; i++) out[i] = (raw as Float32Array)[i];

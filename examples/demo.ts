@@ -12,9 +12,15 @@ console.log("# kiln demo\n");
 if (found.devices.length) {
   for (const d of found.devices) console.log(`GPU ${d.ordinal}: ${d.name} (sm_${d.cc}, ${d.smCount} SMs)`);
 } else {
-  console.log(`no GPU here (${found.reason}): kernels are generated and compiled, references run on the CPU.`);
+  console.log(
+    `no GPU here (${found.reason}): kernels are generated and compiled, references run on the CPU.`,
+  );
 }
-console.log(hasNvrtc() ? `NVRTC ${nvrtcVersion().major}.${nvrtcVersion().minor} found\n` : "NVRTC not found: compile steps are skipped\n");
+console.log(
+  hasNvrtc()
+    ? `NVRTC ${nvrtcVersion().major}.${nvrtcVersion().minor} found\n`
+    : "NVRTC not found: compile steps are skipped\n",
+);
 
 const steps: [string, string][] = [
   ["1. plan a real HF quantization config", "./inspect_config.ts"],

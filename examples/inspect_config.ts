@@ -22,7 +22,12 @@ const DEEPSEEK_V3 = {
   q_lora_rank: 1536,
   kv_lora_rank: 512,
   hidden_size: 7168,
-  quantization_config: { activation_scheme: "dynamic", fmt: "e4m3", quant_method: "fp8", weight_block_size: [128, 128] },
+  quantization_config: {
+    activation_scheme: "dynamic",
+    fmt: "e4m3",
+    quant_method: "fp8",
+    weight_block_size: [128, 128],
+  },
 };
 
 /** A Llama-shaped model quantized by compressed-tensors with the FP8_DYNAMIC preset, lm_head ignored. */
@@ -46,13 +51,17 @@ const LLAMA_FP8_DYNAMIC = {
 
 /** Print the plans. */
 export function main(): void {
-  for (const [name, cfg] of [["DeepSeek-V3 (native fp8, 128×128 blocks)", DEEPSEEK_V3], [
-    "Llama-3-8B-style FP8_DYNAMIC (compressed-tensors)",
-    LLAMA_FP8_DYNAMIC,
-  ]] as const) {
+  for (
+    const [name, cfg] of [["DeepSeek-V3 (native fp8, 128×128 blocks)", DEEPSEEK_V3], [
+      "Llama-3-8B-style FP8_DYNAMIC (compressed-tensors)",
+      LLAMA_FP8_DYNAMIC,
+    ]] as const
+  ) {
     const config = parseHfQuantConfig(cfg)!;
     const modules = modulesFromArchitecture(cfg)!.modules;
-    console.log(`### ${name}\n${formatPlan(planModel(config, modules, { strictTargets: false, capability: 90 }))}\n`);
+    console.log(
+      `### ${name}\n${formatPlan(planModel(config, modules, { strictTargets: false, capability: 90 }))}\n`,
+    );
   }
 }
 

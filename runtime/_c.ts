@@ -21,7 +21,9 @@ export function addressOf(buf: ArrayBufferView<ArrayBuffer>): bigint {
  * An array of C string pointers (`const char* const*`). The strings are kept on the returned object
  * so they stay alive as long as it does.
  */
-export function cstrArray(strings: readonly string[]): { ptrs: BigUint64Array<ArrayBuffer>; keep: Uint8Array[] } {
+export function cstrArray(
+  strings: readonly string[],
+): { ptrs: BigUint64Array<ArrayBuffer>; keep: Uint8Array[] } {
   const keep = strings.map(cstr);
   const ptrs = new BigUint64Array(Math.max(1, keep.length));
   keep.forEach((b, i) => (ptrs[i] = addressOf(b)));

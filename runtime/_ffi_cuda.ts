@@ -25,9 +25,21 @@ export const CUDA_SYMBOLS = {
   cuMemcpyDtoH: { name: "cuMemcpyDtoH_v2", parameters: ["buffer", "u64", "usize"], result: "i32" },
   cuMemcpyDtoD: { name: "cuMemcpyDtoD_v2", parameters: ["u64", "u64", "usize"], result: "i32" },
   // async copies take raw host addresses so pinned memory can be used
-  cuMemcpyHtoDAsync: { name: "cuMemcpyHtoDAsync_v2", parameters: ["u64", "pointer", "usize", "pointer"], result: "i32" },
-  cuMemcpyDtoHAsync: { name: "cuMemcpyDtoHAsync_v2", parameters: ["pointer", "u64", "usize", "pointer"], result: "i32" },
-  cuMemcpyDtoDAsync: { name: "cuMemcpyDtoDAsync_v2", parameters: ["u64", "u64", "usize", "pointer"], result: "i32" },
+  cuMemcpyHtoDAsync: {
+    name: "cuMemcpyHtoDAsync_v2",
+    parameters: ["u64", "pointer", "usize", "pointer"],
+    result: "i32",
+  },
+  cuMemcpyDtoHAsync: {
+    name: "cuMemcpyDtoHAsync_v2",
+    parameters: ["pointer", "u64", "usize", "pointer"],
+    result: "i32",
+  },
+  cuMemcpyDtoDAsync: {
+    name: "cuMemcpyDtoDAsync_v2",
+    parameters: ["u64", "u64", "usize", "pointer"],
+    result: "i32",
+  },
   cuMemsetD8: { name: "cuMemsetD8_v2", parameters: ["u64", "u8", "usize"], result: "i32" }, // dst, uchar, N
   cuMemsetD8Async: { parameters: ["u64", "u8", "usize", "pointer"], result: "i32" }, // dst, uchar, N, stream
   cuMemsetD32Async: { parameters: ["u64", "u32", "usize", "pointer"], result: "i32" }, // dst, uint, N, stream
@@ -38,7 +50,11 @@ export const CUDA_SYMBOLS = {
   cuEventDestroy: { name: "cuEventDestroy_v2", parameters: ["pointer"], result: "i32" },
   cuEventRecord: { parameters: ["pointer", "pointer"], result: "i32" }, // CUevent, CUstream
   cuEventSynchronize: { parameters: ["pointer"], result: "i32" },
-  cuEventElapsedTime: { name: "cuEventElapsedTime_v2", parameters: ["buffer", "pointer", "pointer"], result: "i32" }, // float*, start, end
+  cuEventElapsedTime: {
+    name: "cuEventElapsedTime_v2",
+    parameters: ["buffer", "pointer", "pointer"],
+    result: "i32",
+  }, // float*, start, end
   cuModuleLoadData: { parameters: ["buffer", "buffer"], result: "i32" }, // CUmodule*, const void* image
   cuModuleUnload: { parameters: ["pointer"], result: "i32" },
   cuModuleGetFunction: { parameters: ["buffer", "pointer", "buffer"], result: "i32" }, // CUfunction*, mod, name
@@ -56,7 +72,20 @@ export const CUDA_SYMBOLS = {
   // CUtensorMap*, dataType, rank, globalAddress, const u64* globalDim, const u64* globalStrides,
   // const u32* boxDim, const u32* elementStrides, interleave, swizzle, l2Promotion, oobFill
   cuTensorMapEncodeTiled: {
-    parameters: ["buffer", "i32", "u32", "u64", "buffer", "buffer", "buffer", "buffer", "i32", "i32", "i32", "i32"],
+    parameters: [
+      "buffer",
+      "i32",
+      "u32",
+      "u64",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+    ],
     result: "i32",
   },
   cuStreamBeginCapture: { name: "cuStreamBeginCapture_v2", parameters: ["pointer", "i32"], result: "i32" },

@@ -104,13 +104,19 @@ export class DiskCache {
       return bad("has an unreadable header");
     }
     const cubin = bytes.subarray(nl + 1);
-    if (cubin.length !== meta.cubinBytes) return bad(`is truncated (${cubin.length} of ${meta.cubinBytes} bytes)`);
+    if (cubin.length !== meta.cubinBytes) {
+      return bad(`is truncated (${cubin.length} of ${meta.cubinBytes} bytes)`);
+    }
     if ((await sha256Hex(cubin)) !== meta.cubinSha256) return bad("is corrupt (checksum mismatch)");
     return { cubin, meta };
   }
 
   /** Store `cubin` under `key` atomically. Failures (read-only dir...) are reported, not thrown. */
-  async put(key: string, cubin: Uint8Array, meta: Omit<CacheMeta, "cubinBytes" | "cubinSha256" | "created">): Promise<void> {
+  async put(
+    key: string,
+    cubin: Uint8Array,
+    meta: Omit<CacheMeta, "cubinBytes" | "cubinSha256" | "created">,
+  ): Promise<void> {
     const path = this.path(key);
     const full: CacheMeta = {
       ...meta,

@@ -85,8 +85,14 @@ function readInfo(ordinal: number): DeviceInfo {
     arch: `sm_${major}${minor}`,
     smCount: attr(DEV_ATTR.MULTIPROCESSOR_COUNT, "MULTIPROCESSOR_COUNT"),
     l2Bytes: attr(DEV_ATTR.L2_CACHE_SIZE, "L2_CACHE_SIZE"),
-    maxSharedPerBlockOptin: attr(DEV_ATTR.MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, "MAX_SHARED_MEMORY_PER_BLOCK_OPTIN"),
-    maxSharedPerSM: attr(DEV_ATTR.MAX_SHARED_MEMORY_PER_MULTIPROCESSOR, "MAX_SHARED_MEMORY_PER_MULTIPROCESSOR"),
+    maxSharedPerBlockOptin: attr(
+      DEV_ATTR.MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+      "MAX_SHARED_MEMORY_PER_BLOCK_OPTIN",
+    ),
+    maxSharedPerSM: attr(
+      DEV_ATTR.MAX_SHARED_MEMORY_PER_MULTIPROCESSOR,
+      "MAX_SHARED_MEMORY_PER_MULTIPROCESSOR",
+    ),
     totalMemBytes: Number(mem[0]),
     peakDramBytesPerSec: 2 * memClockKHz * 1e3 * (busBits / 8),
     driverVersion: ver[0],

@@ -43,7 +43,9 @@ export function resultName(code: number): { name: string; message: string } {
   if (loaded) {
     const p = new BigUint64Array(1);
     if (loaded.lib.symbols.cuGetErrorName(code, p) === 0) name = readCString(Deno.UnsafePointer.create(p[0]));
-    if (loaded.lib.symbols.cuGetErrorString(code, p) === 0) message = readCString(Deno.UnsafePointer.create(p[0]));
+    if (loaded.lib.symbols.cuGetErrorString(code, p) === 0) {
+      message = readCString(Deno.UnsafePointer.create(p[0]));
+    }
   }
   return { name, message };
 }

@@ -54,7 +54,11 @@ export class CompileError extends Error {
     readonly source: string,
     readonly options: readonly string[],
   ) {
-    super(`NVRTC could not compile ${kernel} (options: ${options.join(" ")}):\n${log.trim()}\n${excerpts(log, source)}`);
+    super(
+      `NVRTC could not compile ${kernel} (options: ${options.join(" ")}):\n${log.trim()}\n${
+        excerpts(log, source)
+      }`,
+    );
   }
 }
 

@@ -31,7 +31,10 @@ export class Graph {
    */
   static capture(fn: () => void, stream: Stream = Device.get().stream): Graph {
     const cu = driver();
-    check(cu.cuStreamBeginCapture(stream.handle, 2 /* CU_STREAM_CAPTURE_MODE_RELAXED */), "cuStreamBeginCapture_v2");
+    check(
+      cu.cuStreamBeginCapture(stream.handle, 2 /* CU_STREAM_CAPTURE_MODE_RELAXED */),
+      "cuStreamBeginCapture_v2",
+    );
     const g = new BigUint64Array(1);
     try {
       fn();

@@ -102,15 +102,25 @@ export async function compileFor(
     }
   }
   debug(2, `source of ${src.name}:\n${src.source}`);
-  const r: CompileResult = await compileCuda(src.source, { arch, options: src.options, name: `${src.name}.cu`, ptx: false });
-  if (cache) await cache.put(key, r.cubin, { name: src.name, arch, entries: [src.entry], options, log: r.log });
+  const r: CompileResult = await compileCuda(src.source, {
+    arch,
+    options: src.options,
+    name: `${src.name}.cu`,
+    ptx: false,
+  });
+  if (cache) {
+    await cache.put(key, r.cubin, { name: src.name, arch, entries: [src.entry], options, log: r.log });
+  }
   return { cubin: r.cubin, cached: false, log: r.log, key };
 }
 
 /** Compile (or fetch from cache) and load `src` on a device. */
 export function jit(src: KernelSource, opts?: JitOptions): Promise<LoadedKernel>;
 export function jit(src: string, opts: RawKernelOptions): Promise<LoadedKernel>;
-export function jit(src: KernelSource | string, opts: JitOptions | RawKernelOptions = {}): Promise<LoadedKernel> {
+export function jit(
+  src: KernelSource | string,
+  opts: JitOptions | RawKernelOptions = {},
+): Promise<LoadedKernel> {
   const ks = typeof src === "string" ? rawKernel(src, opts as RawKernelOptions) : src;
   const device = opts.device ?? Device.get();
   const arch = device.archFor(ks.archSpecific);
@@ -126,9 +136,18 @@ export function jit(src: KernelSource | string, opts: JitOptions | RawKernelOpti
   if (!p) {
     p = (async () => {
       const t0 = performance.now();
-      const { cubin, cached } = await compileFor(ks, arch, opts.cache === undefined ? DiskCache.default() : opts.cache);
+      const { cubin, cached } = await compileFor(
+        ks,
+        arch,
+        opts.cache === undefined ? DiskCache.default() : opts.cache,
+      );
       const k = new LoadedKernel(ks, new Module(cubin, device, ks.name), arch);
-      debug(1, `jit ${ks.name} ${arch}: ${cached ? "disk cache" : "compiled"}, ready in ${(performance.now() - t0).toFixed(1)} ms, ${k.registers} regs, ${k.localBytes} B local`);
+      debug(
+        1,
+        `jit ${ks.name} ${arch}: ${cached ? "disk cache" : "compiled"}, ready in ${
+          (performance.now() - t0).toFixed(1)
+        } ms, ${k.registers} regs, ${k.localBytes} B local`,
+      );
       return k;
     })();
     memory.set(memKey, p);

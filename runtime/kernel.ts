@@ -6,12 +6,12 @@
  */
 import { type KernelSource, paramLayout } from "../codegen/kernel_source.ts";
 import { check, driver } from "./driver.ts";
-import { Device, type Stream } from "./device.ts";
+import type { Device, Stream } from "./device.ts";
 import { FUNC_ATTR } from "./_ffi_cuda.ts";
 import { cstr, handle } from "./_c.ts";
 import { type Arg, ArgPacker } from "./launch.ts";
 import { LaunchError, LoadError } from "./errors.ts";
-import { CudaError } from "./errors.ts";
+import type { CudaError } from "./errors.ts";
 import { debugLevel } from "./env.ts";
 
 /** Grid as a block count or [x, y, z]. */

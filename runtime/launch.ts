@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { type ParamSpec, paramOffsets } from "../codegen/kernel_source.ts";
+import { paramOffsets, type ParamSpec } from "../codegen/kernel_source.ts";
 import type { DType } from "../dsl/dtype.ts";
 import { ArgumentError } from "./errors.ts";
 import { addressOf } from "./_c.ts";
@@ -104,14 +104,20 @@ export class ArgPacker {
           break;
         case "i64":
         case "u64": {
-          const b = typeof a === "bigint" ? a : typeof a === "number" && Number.isInteger(a) ? BigInt(a) : undefined;
+          const b = typeof a === "bigint"
+            ? a
+            : typeof a === "number" && Number.isInteger(a)
+            ? BigInt(a)
+            : undefined;
           if (b === undefined) this.#bad(p, "an integer or bigint", describe(a));
           if (p.kind === "i64") v.setBigInt64(off, b!, true);
           else v.setBigUint64(off, b!, true);
           break;
         }
         case "tensormap":
-          if (!(a instanceof Uint8Array) || a.length !== 128) this.#bad(p, "a 128-byte CUtensorMap", describe(a));
+          if (!(a instanceof Uint8Array) || a.length !== 128) {
+            this.#bad(p, "a 128-byte CUtensorMap", describe(a));
+          }
           this.bytes.set(a as Uint8Array, off);
           break;
       }
@@ -125,6 +131,8 @@ export class ArgPacker {
 
 function describe(a: unknown): string {
   if (a instanceof Uint8Array) return `Uint8Array(${a.length})`;
-  if (a !== null && typeof a === "object") return "ptr" in a ? `a ${(a as PointerArg).dtype} tensor` : "an object";
+  if (a !== null && typeof a === "object") {
+    return "ptr" in a ? `a ${(a as PointerArg).dtype} tensor` : "an object";
+  }
   return `${typeof a} ${String(a)}`;
 }

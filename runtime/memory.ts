@@ -23,7 +23,9 @@ export class DeviceBuffer {
   readonly device: Device;
 
   constructor(size: number, device: Device = Device.get()) {
-    if (!Number.isSafeInteger(size) || size < 0) throw new ArgumentError("size", "a byte count ≥ 0", String(size));
+    if (!Number.isSafeInteger(size) || size < 0) {
+      throw new ArgumentError("size", "a byte count ≥ 0", String(size));
+    }
     this.device = device;
     this.size = size;
     const out = new BigUint64Array(1);
@@ -67,13 +69,27 @@ export function copyDtoH(dst: ArrayBufferView<ArrayBuffer>, src: bigint): void {
 }
 
 /** Device-to-device copy on `stream` (asynchronous). */
-export function copyDtoDAsync(dst: bigint, src: bigint, bytes: number, stream: Stream = Device.get().stream): void {
-  if (bytes) check(driver().cuMemcpyDtoDAsync(dst, src, BigInt(bytes), stream.handle), "cuMemcpyDtoDAsync_v2");
+export function copyDtoDAsync(
+  dst: bigint,
+  src: bigint,
+  bytes: number,
+  stream: Stream = Device.get().stream,
+): void {
+  if (bytes) {
+    check(driver().cuMemcpyDtoDAsync(dst, src, BigInt(bytes), stream.handle), "cuMemcpyDtoDAsync_v2");
+  }
 }
 
 /** Fill `bytes` bytes at `dst` with `value` on `stream` (asynchronous). */
-export function memsetAsync(dst: bigint, value: number, bytes: number, stream: Stream = Device.get().stream): void {
-  if (bytes) check(driver().cuMemsetD8Async(dst, value & 0xff, BigInt(bytes), stream.handle), "cuMemsetD8Async");
+export function memsetAsync(
+  dst: bigint,
+  value: number,
+  bytes: number,
+  stream: Stream = Device.get().stream,
+): void {
+  if (bytes) {
+    check(driver().cuMemsetD8Async(dst, value & 0xff, BigInt(bytes), stream.handle), "cuMemsetD8Async");
+  }
 }
 
 /**

@@ -8,12 +8,28 @@ export { Device, type DeviceInfo, devices, Event, hasGpu, Stream } from "./devic
 export { contiguousStrides, Tensor, type TensorOptions } from "./tensor.ts";
 export { copyDtoDAsync, DeviceBuffer, memsetAsync, PinnedBuffer } from "./memory.ts";
 export { compileFor, jit, type JitOptions, rawKernel, type RawKernelOptions } from "./jit.ts";
-export { type Grid, LoadedKernel, type LaunchOptions, Module } from "./kernel.ts";
+export { type Grid, type LaunchOptions, LoadedKernel, Module } from "./kernel.ts";
 export { type Arg, ArgPacker, type PointerArg } from "./launch.ts";
 export { Graph } from "./graph.ts";
 export { encodeTensorMap, type Swizzle, type TensorMapSpec } from "./tensor_map.ts";
-export { compileCuda, type CompileOptions, type CompileResult, hasNvrtc, nvrtcVersion, ptxasReport, supportedArchs } from "./nvrtc.ts";
+export {
+  compileCuda,
+  type CompileOptions,
+  type CompileResult,
+  hasNvrtc,
+  nvrtcVersion,
+  ptxasReport,
+  supportedArchs,
+} from "./nvrtc.ts";
 export { CACHE_FORMAT_VERSION, cacheDir, cacheKey, DiskCache } from "./cache.ts";
-export { ArgumentError, CompileError, CudaError, LaunchError, LibraryNotFoundError, LoadError, NvrtcError } from "./errors.ts";
+export {
+  ArgumentError,
+  CompileError,
+  CudaError,
+  LaunchError,
+  LibraryNotFoundError,
+  LoadError,
+  NvrtcError,
+} from "./errors.ts";
 export { debugLevel } from "./env.ts";
 export { spin, timeKernel, type Timing } from "./timing.ts";

@@ -126,7 +126,11 @@ export async function compileCuda(source: string, opts: CompileOptions): Promise
     }
     const cubinBytes = readBytes(s.nvrtcGetCUBINSize, s.nvrtcGetCUBIN, prog, "CUBIN");
     if (cubinBytes.length === 0) {
-      throw new NvrtcError(0, "nvrtcGetCUBIN", `no CUBIN for ${opts.arch}: use a real sm_XX target, not compute_XX`);
+      throw new NvrtcError(
+        0,
+        "nvrtcGetCUBIN",
+        `no CUBIN for ${opts.arch}: use a real sm_XX target, not compute_XX`,
+      );
     }
     const ptx = opts.ptx ? readSized(s.nvrtcGetPTXSize, s.nvrtcGetPTX, prog, "PTX") : undefined;
     const ms = performance.now() - t0;
@@ -156,7 +160,9 @@ function readSized(sizeFn: SizeFn, getFn: GetFn, prog: Deno.PointerValue, what: 
 }
 
 /** Registers, spill and stack figures ptxas reported for each function in a compile log. */
-export function ptxasReport(log: string): { fn: string; registers: number; spillBytes: number; stackBytes: number }[] {
+export function ptxasReport(
+  log: string,
+): { fn: string; registers: number; spillBytes: number; stackBytes: number }[] {
   const out: { fn: string; registers: number; spillBytes: number; stackBytes: number }[] = [];
   let fn = "";
   let stack = 0, spill = 0;

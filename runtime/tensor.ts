@@ -88,7 +88,11 @@ export class Tensor {
     const n = shape.reduce((a, b) => a * b, 1);
     const want = byteSize(dtype, n);
     if (raw.byteLength !== want) {
-      throw new ArgumentError("raw", `${want} bytes for ${dtype}[${shape.join(", ")}]`, `${raw.byteLength} bytes`);
+      throw new ArgumentError(
+        "raw",
+        `${want} bytes for ${dtype}[${shape.join(", ")}]`,
+        `${raw.byteLength} bytes`,
+      );
     }
     const t = Tensor.empty(dtype, shape, opts);
     copyHtoD(t.ptr, raw as ArrayBufferView<ArrayBuffer>);
@@ -96,7 +100,12 @@ export class Tensor {
   }
 
   /** A contiguous tensor of `values` encoded to `dtype` (RNE / satfinite, as the GPU converts). */
-  static fromFloat(dtype: DType, shape: readonly number[], values: ArrayLike<number>, opts: TensorOptions = {}): Tensor {
+  static fromFloat(
+    dtype: DType,
+    shape: readonly number[],
+    values: ArrayLike<number>,
+    opts: TensorOptions = {},
+  ): Tensor {
     checkShape(shape);
     const n = shape.reduce((a, b) => a * b, 1);
     if (values.length !== n) {
@@ -136,15 +145,28 @@ export class Tensor {
     }
     const offset = this.offset + start * this.strides[0];
     if (dtypeInfo(this.dtype).packing === 2 && offset % 2) {
-      throw new ArgumentError("rows", "a byte-aligned start for a packed 4-bit tensor", `element offset ${offset}`);
+      throw new ArgumentError(
+        "rows",
+        "a byte-aligned start for a packed 4-bit tensor",
+        `element offset ${offset}`,
+      );
     }
-    return new Tensor(this.dtype, [end - start, ...this.shape.slice(1)], this.strides, this.buffer, offset, false);
+    return new Tensor(
+      this.dtype,
+      [end - start, ...this.shape.slice(1)],
+      this.strides,
+      this.buffer,
+      offset,
+      false,
+    );
   }
 
   /** The same elements with another shape (contiguous tensors only). */
   view(shape: readonly number[]): Tensor {
     checkShape(shape);
-    if (!this.isContiguous) throw new ArgumentError("view", "a contiguous tensor", `strides [${this.strides}]`);
+    if (!this.isContiguous) {
+      throw new ArgumentError("view", "a contiguous tensor", `strides [${this.strides}]`);
+    }
     const n = shape.reduce((a, b) => a * b, 1);
     if (n !== this.numel) {
       throw new ArgumentError("view", `a shape with ${this.numel} elements`, `[${shape.join(", ")}] (${n})`);
@@ -163,14 +185,20 @@ export class Tensor {
     const capacity = Math.floor(this.buffer.size / dtypeInfo(this.dtype).storageBytes) *
       dtypeInfo(this.dtype).packing;
     if (offset + last >= capacity && shape.every((d) => d > 0)) {
-      throw new ArgumentError("strided", `a view inside the buffer (${capacity} elements)`, `last element ${offset + last}`);
+      throw new ArgumentError(
+        "strided",
+        `a view inside the buffer (${capacity} elements)`,
+        `last element ${offset + last}`,
+      );
     }
     return new Tensor(this.dtype, shape, strides, this.buffer, offset, false);
   }
 
   /** Copy the elements to a new host array of raw storage (waits for queued work on kiln's stream). */
   toHost(): HostArray {
-    if (!this.isContiguous) throw new ArgumentError("toHost", "a contiguous tensor", `strides [${this.strides}]`);
+    if (!this.isContiguous) {
+      throw new ArgumentError("toHost", "a contiguous tensor", `strides [${this.strides}]`);
+    }
     this.device.stream.synchronize();
     const out = allocHost(this.dtype, this.numel);
     copyDtoH(out as ArrayBufferView<ArrayBuffer>, this.ptr);
@@ -184,15 +212,21 @@ export class Tensor {
 
   /** Overwrite the raw storage from host (same size as the tensor). */
   copyFromHost(raw: HostArray): void {
-    if (!this.isContiguous) throw new ArgumentError("copyFromHost", "a contiguous tensor", `strides [${this.strides}]`);
-    if (raw.byteLength !== this.nbytes) throw new ArgumentError("raw", `${this.nbytes} bytes`, `${raw.byteLength}`);
+    if (!this.isContiguous) {
+      throw new ArgumentError("copyFromHost", "a contiguous tensor", `strides [${this.strides}]`);
+    }
+    if (raw.byteLength !== this.nbytes) {
+      throw new ArgumentError("raw", `${this.nbytes} bytes`, `${raw.byteLength}`);
+    }
     this.device.stream.synchronize();
     copyHtoD(this.ptr, raw as ArrayBufferView<ArrayBuffer>);
   }
 
   /** Fill every byte with `byte` (asynchronous, on `stream`). 0xFF poisons fp8 / bf16 / f32 with NaN. */
   fill(byte: number, stream?: Stream): this {
-    if (!this.isContiguous) throw new ArgumentError("fill", "a contiguous tensor", `strides [${this.strides}]`);
+    if (!this.isContiguous) {
+      throw new ArgumentError("fill", "a contiguous tensor", `strides [${this.strides}]`);
+    }
     memsetAsync(this.ptr, byte, this.nbytes, stream ?? this.device.stream);
     return this;
   }

@@ -14,7 +14,9 @@ type Num = ArrayLike<number>;
 
 /** ‖a − ref‖ / ‖ref‖ in float64. NaN anywhere gives NaN (which fails every bound). */
 export function relFrobenius(a: Num, ref: Num): number {
-  if (a.length !== ref.length) throw new NumericAssertionError(`length ${a.length} vs reference ${ref.length}`);
+  if (a.length !== ref.length) {
+    throw new NumericAssertionError(`length ${a.length} vs reference ${ref.length}`);
+  }
   let num = 0, den = 0;
   for (let i = 0; i < a.length; i++) {
     const d = a[i] - ref[i];
@@ -33,7 +35,9 @@ export function assertRelError(a: Num, ref: Num, bound: number, what = "result")
 
 /** Assert every element is exactly equal (NaN equals NaN). Reports the count and the first mismatches. */
 export function assertExactlyEqual(a: Num, ref: Num, what = "result", show = 8): void {
-  if (a.length !== ref.length) throw new NumericAssertionError(`${what}: length ${a.length} vs reference ${ref.length}`);
+  if (a.length !== ref.length) {
+    throw new NumericAssertionError(`${what}: length ${a.length} vs reference ${ref.length}`);
+  }
   const bad: number[] = [];
   let count = 0;
   for (let i = 0; i < a.length; i++) {
@@ -51,9 +55,15 @@ export function assertExactlyEqual(a: Num, ref: Num, what = "result", show = 8):
 }
 
 /** Assert |a − ref| ≤ atol + rtol·|ref| element-wise; NaN never passes. */
-export function assertClose(a: Num, ref: Num, opts: { rtol?: number; atol?: number; what?: string } = {}): void {
+export function assertClose(
+  a: Num,
+  ref: Num,
+  opts: { rtol?: number; atol?: number; what?: string } = {},
+): void {
   const rtol = opts.rtol ?? 1e-5, atol = opts.atol ?? 1e-8, what = opts.what ?? "result";
-  if (a.length !== ref.length) throw new NumericAssertionError(`${what}: length ${a.length} vs reference ${ref.length}`);
+  if (a.length !== ref.length) {
+    throw new NumericAssertionError(`${what}: length ${a.length} vs reference ${ref.length}`);
+  }
   let count = 0, first = -1, worst = 0;
   for (let i = 0; i < a.length; i++) {
     const d = Math.abs(a[i] - ref[i]);

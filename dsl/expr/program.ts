@@ -230,7 +230,7 @@ export interface RunGeometry {
 }
 
 /** Elements of a store's output buffer, in storage units of its dtype (bytes for packed UE8M0). */
-export function outputElements(s: Store, g: RunGeometry, ld = defaultLd(s, g)): number {
+export function outputElements(s: Store, g: RunGeometry, ld: number = defaultLd(s, g)): number {
   switch (s.layout) {
     case "row":
       return (s.rowIndex ? g.scatterRows ?? g.rows : g.rows) * ld;

@@ -26,9 +26,22 @@ import { Rng } from "../../testing/random.ts";
 
 Deno.test("dtype: fp8 e4m3fn known codes (RNE, satfinite, NaN)", () => {
   const cases: [number, number][] = [
-    [0, 0x00], [-0, 0x80], [1, 0x38], [-1, 0xb8], [448, 0x7e], [-448, 0xfe], [1e9, 0x7e], [-Infinity, 0xfe],
-    [2 ** -9, 0x01], [2 ** -10, 0x00] /* tie to even → 0 */, [3 * 2 ** -10, 0x02] /* 1.5 ulps → 2 */,
-    [2 ** -6, 0x08], [1.0625, 0x38] /* tie between 1 and 1.125 → even (1) */, [1.1875, 0x3a], [464, 0x7e], [NaN, 0x7f],
+    [0, 0x00],
+    [-0, 0x80],
+    [1, 0x38],
+    [-1, 0xb8],
+    [448, 0x7e],
+    [-448, 0xfe],
+    [1e9, 0x7e],
+    [-Infinity, 0xfe],
+    [2 ** -9, 0x01],
+    [2 ** -10, 0x00], /* tie to even → 0 */
+    [3 * 2 ** -10, 0x02], /* 1.5 ulps → 2 */
+    [2 ** -6, 0x08],
+    [1.0625, 0x38], /* tie between 1 and 1.125 → even (1) */
+    [1.1875, 0x3a],
+    [464, 0x7e],
+    [NaN, 0x7f],
   ];
   for (const [x, code] of cases) assert.equal(fp8e4m3Encode(x), code, `e4m3(${x})`);
   assert.equal(FP8E4M3_VALUES[0x7e], 448);

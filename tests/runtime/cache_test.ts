@@ -26,7 +26,10 @@ Deno.test("cache: the key is stable and changes with every part that changes the
   const keys = await Promise.all(variants.map(cacheKey));
   assert.equal(new Set([k, ...keys]).size, variants.length + 1);
   // extra keys are order-independent
-  assert.equal(await cacheKey({ ...BASE, extra: { a: 1, b: 2 } }), await cacheKey({ ...BASE, extra: { b: 2, a: 1 } }));
+  assert.equal(
+    await cacheKey({ ...BASE, extra: { a: 1, b: 2 } }),
+    await cacheKey({ ...BASE, extra: { b: 2, a: 1 } }),
+  );
 });
 
 async function withCache(fn: (c: DiskCache, dir: string) => Promise<void>): Promise<void> {

@@ -3,7 +3,6 @@ import { gpuTest } from "../_util.ts";
 import {
   Device,
   devices,
-  encodeTensorMap,
   Event,
   Graph,
   jit,
@@ -18,15 +17,20 @@ import {
   DTYPES,
   encodeArray,
   f16Encode,
-  fp8e4m3Encode,
   FP8E4M3_VALUES,
+  fp8e4m3Encode,
   fp8e5m2Encode,
   roundTo,
 } from "../../dsl/dtype.ts";
 import { Rng } from "../../testing/random.ts";
 import { assertExactlyEqual } from "../../testing/assert.ts";
 
-function ks(name: string, params: KernelSource["params"], body: string, extra: Partial<KernelSource> = {}): KernelSource {
+function ks(
+  name: string,
+  params: KernelSource["params"],
+  body: string,
+  extra: Partial<KernelSource> = {},
+): KernelSource {
   const base = { name, entry: name, params, block: [256, 1, 1] as const, sharedBytes: 0, ...extra };
   const decl = params.some((p) => p.kind === "tensormap") ? TENSORMAP_DECL : "";
   return { ...base, source: `${decl}\n${renderSignature(base)} {\n${body}\n}` };
@@ -38,8 +42,10 @@ gpuTest("device: info is sane and the stream synchronizes", () => {
   const d = Device.get();
   assert.ok(d.info.cc >= 80, `cc ${d.info.cc}`);
   assert.ok(d.info.smCount > 0 && d.info.l2Bytes > 0 && d.info.maxSharedPerBlockOptin >= 48 * 1024);
-  console.log(`${d.info.name} sm_${d.info.cc} ${d.info.smCount} SMs, L2 ${d.info.l2Bytes >> 20} MiB, ` +
-    `smem opt-in ${d.info.maxSharedPerBlockOptin} B, ${(d.info.totalMemBytes / 2 ** 30).toFixed(0)} GiB`);
+  console.log(
+    `${d.info.name} sm_${d.info.cc} ${d.info.smCount} SMs, L2 ${d.info.l2Bytes >> 20} MiB, ` +
+      `smem opt-in ${d.info.maxSharedPerBlockOptin} B, ${(d.info.totalMemBytes / 2 ** 30).toFixed(0)} GiB`,
+  );
   d.stream.synchronize();
   d.synchronize();
 });
@@ -48,7 +54,10 @@ gpuTest("tensor: host → device → host round trips for every dtype, and row v
   const rng = new Rng();
   for (const dtype of DTYPES) {
     const shape = [7, 6];
-    const values = Array.from({ length: 42 }, () => (dtype === "u8" || dtype === "u32" ? rng.int(0, 200) : rng.int(-7, 8)));
+    const values = Array.from(
+      { length: 42 },
+      () => (dtype === "u8" || dtype === "u32" ? rng.int(0, 200) : rng.int(-7, 8)),
+    );
     const raw = encodeArray(dtype, values);
     using t = Tensor.fromHost(dtype, shape, raw);
     assert.deepEqual(t.toHost(), raw, dtype);
@@ -64,14 +73,18 @@ gpuTest("tensor: host → device → host round trips for every dtype, and row v
 });
 
 gpuTest("launch: scalar and pointer arguments arrive as packed, into a row view", async () => {
-  const k = await jit(ks("axpb", [
-    { name: "x", kind: "ptr", dtype: "f32", readonly: true },
-    { name: "y", kind: "ptr", dtype: "f32" },
-    { name: "a", kind: "f32" },
-    { name: "b", kind: "f64" },
-    { name: "n", kind: "i32" },
-    { name: "off", kind: "i64" },
-  ], `long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; if (i < n) y[i] = a * x[i] + (float)b + (float)(off - 1099511627776LL);`));
+  const k = await jit(ks(
+    "axpb",
+    [
+      { name: "x", kind: "ptr", dtype: "f32", readonly: true },
+      { name: "y", kind: "ptr", dtype: "f32" },
+      { name: "a", kind: "f32" },
+      { name: "b", kind: "f64" },
+      { name: "n", kind: "i32" },
+      { name: "off", kind: "i64" },
+    ],
+    `long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; if (i < n) y[i] = a * x[i] + (float)b + (float)(off - 1099511627776LL);`,
+  ));
   const rng = new Rng();
   const n = 1000;
   const x = rng.normals(n);
@@ -86,35 +99,59 @@ gpuTest("launch: scalar and pointer arguments arrive as packed, into a row view"
   assertExactlyEqual(y.subarray(24), x.map((v) => Math.fround(Math.fround(3 * v + 0.25) + 5)), "a*x+b");
 });
 
-gpuTest("conversions: the GPU's cvt.rn.satfinite fp8 / bf16 / f16 match kiln's host codecs bit for bit", async () => {
-  const k = await jit(ks("cvt_all", [
-    { name: "x", kind: "ptr", dtype: "f32", readonly: true },
-    { name: "e4", kind: "ptr", dtype: "u8" },
-    { name: "e5", kind: "ptr", dtype: "u8" },
-    { name: "bf", kind: "ptr", dtype: "u32" },
-    { name: "n", kind: "i32" },
-  ], `int i = blockIdx.x * blockDim.x + threadIdx.x; if (i >= n) return;
+gpuTest(
+  "conversions: the GPU's cvt.rn.satfinite fp8 / bf16 / f16 match kiln's host codecs bit for bit",
+  async () => {
+    const k = await jit(ks(
+      "cvt_all",
+      [
+        { name: "x", kind: "ptr", dtype: "f32", readonly: true },
+        { name: "e4", kind: "ptr", dtype: "u8" },
+        { name: "e5", kind: "ptr", dtype: "u8" },
+        { name: "bf", kind: "ptr", dtype: "u32" },
+        { name: "n", kind: "i32" },
+      ],
+      `int i = blockIdx.x * blockDim.x + threadIdx.x; if (i >= n) return;
   unsigned short a, b, h, f;
   asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %1;" : "=h"(a) : "f"(x[i]));
   asm("cvt.rn.satfinite.e5m2x2.f32 %0, %1, %1;" : "=h"(b) : "f"(x[i]));
   asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(x[i]));
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(f) : "f"(x[i]));
-  e4[i] = a & 0xff; e5[i] = b & 0xff; bf[i] = ((unsigned)f << 16) | h;`, { minArch: 89 }));
-  const rng = new Rng();
-  const xs: number[] = [0, -0, 448, 449, 464, 465, -1e30, 57344, 61440, 1e-8, 2 ** -9, 2 ** -10, 3 * 2 ** -10, 65504, 65520];
-  for (let c = 0; c < 256; c++) if (Number.isFinite(FP8E4M3_VALUES[c])) xs.push(FP8E4M3_VALUES[c]);
-  while (xs.length < 1 << 16) xs.push(rng.normal() * 2 ** rng.int(-20, 18));
-  const n = xs.length;
-  const x = Float32Array.from(xs);
-  using xt = Tensor.fromFloat("f32", [n], x);
-  using e4 = Tensor.empty("u8", [n]), e5 = Tensor.empty("u8", [n]), bf = Tensor.empty("u32", [n]);
-  k.launch(Math.ceil(n / 256), [xt, e4, e5, bf, n]);
-  assertExactlyEqual(e4.toHost() as Uint8Array, [...x].map(fp8e4m3Encode), `e4m3 (seed ${rng.seed})`);
-  assertExactlyEqual(e5.toHost() as Uint8Array, [...x].map(fp8e5m2Encode), `e5m2 (seed ${rng.seed})`);
-  const packed = bf.toHost() as Uint32Array;
-  assertExactlyEqual(packed.map((v) => v & 0xffff), [...x].map(bf16Encode), "bf16");
-  assertExactlyEqual(packed.map((v) => v >>> 16), [...x].map(f16Encode), "f16");
-});
+  e4[i] = a & 0xff; e5[i] = b & 0xff; bf[i] = ((unsigned)f << 16) | h;`,
+      { minArch: 89 },
+    ));
+    const rng = new Rng();
+    const xs: number[] = [
+      0,
+      -0,
+      448,
+      449,
+      464,
+      465,
+      -1e30,
+      57344,
+      61440,
+      1e-8,
+      2 ** -9,
+      2 ** -10,
+      3 * 2 ** -10,
+      65504,
+      65520,
+    ];
+    for (let c = 0; c < 256; c++) if (Number.isFinite(FP8E4M3_VALUES[c])) xs.push(FP8E4M3_VALUES[c]);
+    while (xs.length < 1 << 16) xs.push(rng.normal() * 2 ** rng.int(-20, 18));
+    const n = xs.length;
+    const x = Float32Array.from(xs);
+    using xt = Tensor.fromFloat("f32", [n], x);
+    using e4 = Tensor.empty("u8", [n]), e5 = Tensor.empty("u8", [n]), bf = Tensor.empty("u32", [n]);
+    k.launch(Math.ceil(n / 256), [xt, e4, e5, bf, n]);
+    assertExactlyEqual(e4.toHost() as Uint8Array, [...x].map(fp8e4m3Encode), `e4m3 (seed ${rng.seed})`);
+    assertExactlyEqual(e5.toHost() as Uint8Array, [...x].map(fp8e5m2Encode), `e5m2 (seed ${rng.seed})`);
+    const packed = bf.toHost() as Uint32Array;
+    assertExactlyEqual(packed.map((v) => v & 0xffff), [...x].map(bf16Encode), "bf16");
+    assertExactlyEqual(packed.map((v) => v >>> 16), [...x].map(f16Encode), "f16");
+  },
+);
 
 gpuTest("events: elapsed time brackets a 2 ms spin", async () => {
   const d = Device.get();
@@ -129,8 +166,20 @@ gpuTest("events: elapsed time brackets a 2 ms spin", async () => {
 });
 
 gpuTest("graphs: capture four launches, replay them, and see each replay's effect", async () => {
-  const k = await jit(ks("add_one", [{ name: "x", kind: "ptr", dtype: "i32" }, { name: "n", kind: "i32" }], "int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) x[i] += 1;"));
-  const k2 = await jit(ks("times_two", [{ name: "x", kind: "ptr", dtype: "i32" }, { name: "n", kind: "i32" }], "int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) x[i] *= 2;"));
+  const k = await jit(
+    ks(
+      "add_one",
+      [{ name: "x", kind: "ptr", dtype: "i32" }, { name: "n", kind: "i32" }],
+      "int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) x[i] += 1;",
+    ),
+  );
+  const k2 = await jit(
+    ks(
+      "times_two",
+      [{ name: "x", kind: "ptr", dtype: "i32" }, { name: "n", kind: "i32" }],
+      "int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) x[i] *= 2;",
+    ),
+  );
   const n = 4096;
   using x = Tensor.fromHost("i32", [n], new Int32Array(n).map((_, i) => i));
   using g = Graph.capture(() => {
@@ -147,14 +196,20 @@ gpuTest("graphs: capture four launches, replay them, and see each replay's effec
   assertExactlyEqual(x.toHost() as Int32Array, [...host].map((v) => f(f(v))), "two replays");
 });
 
-gpuTest("errors: a bad launch configuration gives a LaunchError naming the kernel and the CUDA error", async () => {
-  const k = await jit(ks("noop", [{ name: "n", kind: "i32" }], "if (n < 0) asm volatile(\"trap;\");"));
-  assert.throws(() => k.launch(1, [1], { block: [2048, 1, 1] }), (e: Error) =>
-    e instanceof LaunchError && /noop/.test(e.message) && /CUDA_ERROR_INVALID_VALUE/.test(e.message));
-  assert.throws(() => k.launch(1, [1], { sharedBytes: 10 * 1024 * 1024 }), LaunchError);
-  k.launch(1, [1]); // the context is still healthy
-  Device.get().synchronize();
-});
+gpuTest(
+  "errors: a bad launch configuration gives a LaunchError naming the kernel and the CUDA error",
+  async () => {
+    const k = await jit(ks("noop", [{ name: "n", kind: "i32" }], 'if (n < 0) asm volatile("trap;");'));
+    assert.throws(
+      () => k.launch(1, [1], { block: [2048, 1, 1] }),
+      (e: Error) =>
+        e instanceof LaunchError && /noop/.test(e.message) && /CUDA_ERROR_INVALID_VALUE/.test(e.message),
+    );
+    assert.throws(() => k.launch(1, [1], { sharedBytes: 10 * 1024 * 1024 }), LaunchError);
+    k.launch(1, [1]); // the context is still healthy
+    Device.get().synchronize();
+  },
+);
 
 gpuTest("memory: freed device memory is really freed (driver free-memory query)", () => {
   const d = Device.get();

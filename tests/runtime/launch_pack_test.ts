@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ArgPacker } from "../../runtime/launch.ts";
-import { type ParamSpec, paramOffsets, renderParams, renderSignature } from "../../codegen/kernel_source.ts";
+import { paramOffsets, type ParamSpec, renderParams, renderSignature } from "../../codegen/kernel_source.ts";
 import { ArgumentError } from "../../runtime/errors.ts";
 import { Rng } from "../../testing/random.ts";
 
@@ -27,7 +27,10 @@ Deno.test("pack: the C signature and the packer come from the same list", () => 
     "const unsigned short* __restrict__ x, int n, unsigned char* __restrict__ out, float eps, long long big, " +
       "const __grid_constant__ CUtensorMap tm, unsigned int k",
   );
-  assert.match(renderSignature({ entry: "k1", params: PARAMS }, { launchBounds: [256, 1] }), /__launch_bounds__\(256, 1\) k1\(/);
+  assert.match(
+    renderSignature({ entry: "k1", params: PARAMS }, { launchBounds: [256, 1] }),
+    /__launch_bounds__\(256, 1\) k1\(/,
+  );
 });
 
 Deno.test("pack: values land at their offsets, the buffer is reused, extra points at it", () => {
@@ -52,17 +55,26 @@ Deno.test("pack: values land at their offsets, the buffer is reused, extra point
   const addr = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(p.bytes)));
   assert.equal(addr % 64n, 0n, "parameter buffer is 64-byte aligned");
   assert.deepEqual([p.extra[0], p.extra[1], p.extra[2], p.extra[4]], [1n, addr, 2n, 0n]);
-  const size = new BigUint64Array(Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.create(p.extra[3])!, 8));
+  const size = new BigUint64Array(
+    Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.create(p.extra[3])!, 8),
+  );
   assert.equal(size[0], 196n);
 });
 
 Deno.test("pack: wrong arguments name the parameter, the expectation and what came", () => {
   const p = new ArgPacker(PARAMS, "k1");
   const good = () => [{ ptr: 256n, dtype: "bf16" }, 1, 512n, 1, 1n, new Uint8Array(128), 1] as const;
-  assert.throws(() => p.pack(good().slice(0, 3) as never), /k1 arguments: expected 7 \(x, n, out, eps, big, tm, k\), got 3/);
+  assert.throws(
+    () => p.pack(good().slice(0, 3) as never),
+    /k1 arguments: expected 7 \(x, n, out, eps, big, tm, k\), got 3/,
+  );
   const a = [...good()] as unknown[];
   a[0] = { ptr: 256n, dtype: "f16" };
-  assert.throws(() => p.pack(a as never), (e: Error) => e instanceof ArgumentError && /k1\(x\): expected a bf16 tensor, got a f16 tensor/.test(e.message));
+  assert.throws(
+    () => p.pack(a as never),
+    (e: Error) =>
+      e instanceof ArgumentError && /k1\(x\): expected a bf16 tensor, got a f16 tensor/.test(e.message),
+  );
   a[0] = 256n;
   a[1] = 1.5;
   assert.throws(() => p.pack(a as never), /k1\(n\): expected an int32, got number 1.5/);

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { candidates, CUDA_LIB, expandDir, NVRTC_LIB, openLibrary, type SearchFs } from "../../runtime/_lib.ts";
+import {
+  candidates,
+  CUDA_LIB,
+  expandDir,
+  NVRTC_LIB,
+  openLibrary,
+  type SearchFs,
+} from "../../runtime/_lib.ts";
 import { CUDA_SYMBOLS } from "../../runtime/_ffi_cuda.ts";
 import { LibraryNotFoundError } from "../../runtime/errors.ts";
 
@@ -21,7 +28,9 @@ function fakeFs(tree: Record<string, string[]>, envs: Record<string, string> = {
 }
 
 Deno.test("lib: override variable is the only candidate", () => {
-  const fs = fakeFs({ "/usr/local/cuda/lib64": ["libnvrtc.so"] }, { KILN_NVRTC_LIB: "/opt/x/libnvrtc.so.99" });
+  const fs = fakeFs({ "/usr/local/cuda/lib64": ["libnvrtc.so"] }, {
+    KILN_NVRTC_LIB: "/opt/x/libnvrtc.so.99",
+  });
   assert.deepEqual(candidates(NVRTC_LIB, fs), ["/opt/x/libnvrtc.so.99"]);
 });
 
@@ -46,14 +55,19 @@ Deno.test("lib: search order is loader, toolkit dirs, versioned toolkits, then p
 });
 
 Deno.test("lib: the driver's stub library is never a candidate", () => {
-  const fs = fakeFs({ "/usr/local/cuda/lib64/stubs": ["libcuda.so"], "/usr/local/nvidia/lib64": ["libcuda.so.1"] });
+  const fs = fakeFs({
+    "/usr/local/cuda/lib64/stubs": ["libcuda.so"],
+    "/usr/local/nvidia/lib64": ["libcuda.so.1"],
+  });
   const c = candidates(CUDA_LIB, fs);
   assert.ok(c.includes("/usr/local/nvidia/lib64/libcuda.so.1"));
   assert.ok(!c.some((p) => p.includes("stubs")));
 });
 
 Deno.test("lib: expandDir follows * segments and $VARs", () => {
-  const fs = fakeFs({ "/opt/a/.venv/lib/python3.12/site-packages": [], "/opt/b/x": [] }, { VIRTUAL_ENV: "/opt/a/.venv" });
+  const fs = fakeFs({ "/opt/a/.venv/lib/python3.12/site-packages": [], "/opt/b/x": [] }, {
+    VIRTUAL_ENV: "/opt/a/.venv",
+  });
   assert.deepEqual(expandDir("/opt/*/.venv/lib/python3*/site-packages", fs), [
     "/opt/a/.venv/lib/python3.12/site-packages",
   ]);
@@ -66,15 +80,28 @@ Deno.test("lib: expandDir follows * segments and $VARs", () => {
 Deno.test("lib: nothing found → one error listing every place tried and the override variable", () => {
   const fs = fakeFs({ "/usr/local/cuda/lib64": ["libnvrtc.so.13"] });
   const err = assert.throws(
-    () => openLibrary(NVRTC_LIB, {}, { fs, open: () => { throw new Error("cannot open shared object file"); } }),
+    () =>
+      openLibrary(NVRTC_LIB, {}, {
+        fs,
+        open: () => {
+          throw new Error("cannot open shared object file");
+        },
+      }),
     LibraryNotFoundError,
   );
   void err;
   try {
-    openLibrary(NVRTC_LIB, {}, { fs, open: () => { throw new Error("cannot open shared object file"); } });
+    openLibrary(NVRTC_LIB, {}, {
+      fs,
+      open: () => {
+        throw new Error("cannot open shared object file");
+      },
+    });
   } catch (e) {
     const m = (e as Error).message;
-    for (const p of ["libnvrtc.so", "libnvrtc.so.13", "/usr/local/cuda/lib64/libnvrtc.so.13"]) assert.ok(m.includes(p), p);
+    for (const p of ["libnvrtc.so", "libnvrtc.so.13", "/usr/local/cuda/lib64/libnvrtc.so.13"]) {
+      assert.ok(m.includes(p), p);
+    }
     assert.match(m, /KILN_NVRTC_LIB/);
     assert.match(m, /cannot open shared object file/);
   }

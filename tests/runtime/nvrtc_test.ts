@@ -48,23 +48,26 @@ compileTest("an fp8 kernel compiles to a CUBIN for sm_89 and sm_90a with no spil
   }
 });
 
-compileTest("sm_90a-only instructions (wgmma fence, setmaxnreg) compile for sm_90a and are refused for sm_90", async () => {
-  const src = `extern "C" __global__ void __launch_bounds__(384, 1) k(float* x) {
+compileTest(
+  "sm_90a-only instructions (wgmma fence, setmaxnreg) compile for sm_90a and are refused for sm_90",
+  async () => {
+    const src = `extern "C" __global__ void __launch_bounds__(384, 1) k(float* x) {
   asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
   if (threadIdx.x < 128) { asm volatile("setmaxnreg.dec.sync.aligned.u32 40;"); }
   else { asm volatile("setmaxnreg.inc.sync.aligned.u32 232;"); x[threadIdx.x] = 1.f; }
 }`;
-  const ok = await compileCuda(src, { arch: "sm_90a" });
-  assert.ok(ok.cubin.length > 0);
-  await assert.rejects(() => compileCuda(src, { arch: "sm_90" }), CompileError);
-});
+    const ok = await compileCuda(src, { arch: "sm_90a" });
+    assert.ok(ok.cubin.length > 0);
+    await assert.rejects(() => compileCuda(src, { arch: "sm_90" }), CompileError);
+  },
+);
 
 compileTest("a compile error carries the NVRTC log and the offending source line", async () => {
   const bad = 'extern "C" __global__ void k(float* x) {\n  x[0] = undefined_thing;\n}';
   const e = await compileCuda(bad, { arch: "sm_90a", name: "bad.cu" }).then(() => undefined, (e) => e);
   assert.ok(e instanceof CompileError);
   assert.match(e.message, /identifier "undefined_thing" is undefined/);
-  assert.match(e.message, />    2 \|   x\[0\] = undefined_thing;/);
+  assert.ok(e.message.includes(">    2 |   x[0] = undefined_thing;"));
 });
 
 compileTest("compileFor goes through the disk cache: second call is a hit with identical bytes", async () => {
