@@ -5,67 +5,9 @@
  * gives the reasoning. The last test checks that the two files together cover every fixture.
  */
 import assert from "node:assert/strict";
-import {
-  type ModuleInfo,
-  type ModulePlan,
-  modulesFromModuleNames,
-  parseHfQuantConfig,
-  parseQuantConfig,
-  planModel,
-  type QuantConfig,
-  type QuantPlan,
-} from "../../dsl/quant/mod.ts";
+import { modulesFromModuleNames, parseHfQuantConfig, planModel } from "../../dsl/quant/mod.ts";
 
-const DIR = new URL("../fixtures/hf-configs/", import.meta.url);
-const fixture = (name: string): Record<string, unknown> =>
-  JSON.parse(Deno.readTextFileSync(new URL(name, DIR)));
-const cfg = (name: string): QuantConfig => parseQuantConfig(fixture(name));
-
-function row(plan: QuantPlan, name: string): ModulePlan {
-  const r = plan.modules.find((m) => m.name === name);
-  assert.ok(r, `no plan row for ${name}; rows: ${plan.modules.map((m) => m.name).join(", ")}`);
-  return r;
-}
-
-function expand(prefix: string, leaves: string[]): string[] {
-  return leaves.map((l) => `${prefix}.${l}`);
-}
-
-const LLAMA: ModuleInfo[] = modulesFromModuleNames([
-  "model.embed_tokens",
-  ...expand("model.layers.0.self_attn", ["q_proj", "k_proj", "v_proj", "o_proj"]),
-  ...expand("model.layers.0.mlp", ["gate_proj", "up_proj", "down_proj"]),
-  "model.layers.0.input_layernorm",
-  "model.norm",
-  "lm_head",
-]);
-
-const DEEPSEEK: ModuleInfo[] = modulesFromModuleNames([
-  "model.embed_tokens",
-  ...expand("model.layers.0.self_attn", [
-    "q_a_proj",
-    "q_b_proj",
-    "kv_a_proj_with_mqa",
-    "kv_b_proj",
-    "o_proj",
-    "q_a_layernorm",
-  ]),
-  ...expand("model.layers.0.mlp", ["gate_proj", "up_proj", "down_proj"]),
-  ...expand("model.layers.1.self_attn", [
-    "q_a_proj",
-    "q_b_proj",
-    "kv_a_proj_with_mqa",
-    "kv_b_proj",
-    "o_proj",
-  ]),
-  "model.layers.1.mlp.gate",
-  ...[0, 1, 2, 3].flatMap((e) =>
-    expand(`model.layers.1.mlp.experts.${e}`, ["gate_proj", "up_proj", "down_proj"])
-  ),
-  ...expand("model.layers.1.mlp.shared_experts", ["gate_proj", "up_proj", "down_proj"]),
-  "model.norm",
-  "lm_head",
-]);
+import { cfg, DEEPSEEK, DIR, expand, fixture, LLAMA, row } from "./_quant_fixtures.ts";
 
 // Kimi-K2.5 (config under text_config): CT pack-quantized int4, symmetric, group 32, weight-only.
 // Ignore: lm_head, every self_attn, every shared expert, every dense mlp.{gate,up,gate_up,down}_proj

@@ -6,68 +6,14 @@
  */
 import assert from "node:assert/strict";
 import {
-  type ModuleInfo,
   modulePathEntryFor,
-  type ModulePlan,
   modulesFromModuleNames,
   modulesFromTensorNames,
-  parseQuantConfig,
   planModel,
   type PlanOptions,
-  type QuantConfig,
-  type QuantPlan,
 } from "../../dsl/quant/mod.ts";
 
-const DIR = new URL("../fixtures/hf-configs/", import.meta.url);
-const fixture = (name: string): Record<string, unknown> =>
-  JSON.parse(Deno.readTextFileSync(new URL(name, DIR)));
-const cfg = (name: string): QuantConfig => parseQuantConfig(fixture(name));
-
-function row(plan: QuantPlan, name: string): ModulePlan {
-  const r = plan.modules.find((m) => m.name === name);
-  assert.ok(r, `no plan row for ${name}; rows: ${plan.modules.map((m) => m.name).join(", ")}`);
-  return r;
-}
-
-function expand(prefix: string, leaves: string[]): string[] {
-  return leaves.map((l) => `${prefix}.${l}`);
-}
-
-const LLAMA: ModuleInfo[] = modulesFromModuleNames([
-  "model.embed_tokens",
-  ...expand("model.layers.0.self_attn", ["q_proj", "k_proj", "v_proj", "o_proj"]),
-  ...expand("model.layers.0.mlp", ["gate_proj", "up_proj", "down_proj"]),
-  "model.layers.0.input_layernorm",
-  "model.norm",
-  "lm_head",
-]);
-
-const DEEPSEEK: ModuleInfo[] = modulesFromModuleNames([
-  "model.embed_tokens",
-  ...expand("model.layers.0.self_attn", [
-    "q_a_proj",
-    "q_b_proj",
-    "kv_a_proj_with_mqa",
-    "kv_b_proj",
-    "o_proj",
-    "q_a_layernorm",
-  ]),
-  ...expand("model.layers.0.mlp", ["gate_proj", "up_proj", "down_proj"]),
-  ...expand("model.layers.1.self_attn", [
-    "q_a_proj",
-    "q_b_proj",
-    "kv_a_proj_with_mqa",
-    "kv_b_proj",
-    "o_proj",
-  ]),
-  "model.layers.1.mlp.gate",
-  ...[0, 1, 2, 3].flatMap((e) =>
-    expand(`model.layers.1.mlp.experts.${e}`, ["gate_proj", "up_proj", "down_proj"])
-  ),
-  ...expand("model.layers.1.mlp.shared_experts", ["gate_proj", "up_proj", "down_proj"]),
-  "model.norm",
-  "lm_head",
-]);
+import { cfg, DEEPSEEK, type DIR, expand, type fixture, LLAMA, row } from "./_quant_fixtures.ts";
 
 const fp8BlockKernels = (ue8m0: boolean) => [
   { op: "groupQuant", dtype: "fp8e4m3", groupSize: 128, rowAlign: 4, ue8m0, scaleLayout: "m-major" },
