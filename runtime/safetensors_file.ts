@@ -12,6 +12,7 @@
  * @module
  */
 import type { DType, HostArray } from "../dsl/dtype.ts";
+import type { Tensor } from "./tensor.ts";
 import {
   parseSafetensorsHeader,
   readHeaderLength,
@@ -133,7 +134,7 @@ export class SafetensorsFile implements Disposable {
   }
 
   /** One tensor uploaded to a device tensor through `Tensor.fromHost` (runtime/tensor.ts). */
-  async readToDevice(name: string, opts: ToDeviceOptions = {}): Promise<unknown> {
+  async readToDevice(name: string, opts: ToDeviceOptions = {}): Promise<Tensor> {
     const host = await this.read(name);
     const mod = opts.tensorModule ?? await loadTensorModule();
     return mod.Tensor.fromHost(
@@ -141,7 +142,7 @@ export class SafetensorsFile implements Disposable {
       [...host.shape],
       host.data,
       opts.device === undefined ? undefined : { device: opts.device },
-    );
+    ) as Tensor;
   }
 
   /** Close the file (idempotent). */
@@ -269,7 +270,7 @@ export class SafetensorsCheckpoint implements Disposable {
   }
 
   /** One tensor uploaded to a device tensor. */
-  readToDevice(name: string, opts: ToDeviceOptions = {}): Promise<unknown> {
+  readToDevice(name: string, opts: ToDeviceOptions = {}): Promise<Tensor> {
     return this.fileOf(name).readToDevice(name, opts);
   }
 

@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { bf16Decode, bf16Encode, type DType, type HostArray } from "../../dsl/dtype.ts";
 import { buildSafetensorsFile, SafetensorsError, serializeSafetensors } from "../../dsl/safetensors.ts";
+import { Rng } from "../../testing/random.ts";
+import { gpuTest } from "../_util.ts";
 import {
   checkpointTensorNames,
   INDEX_FILE,
@@ -244,5 +246,28 @@ Deno.test("readToDevice hands dtype, shape and raw host data to Tensor.fromHost 
     assert.equal(calls[0].opts?.device, device);
     await ck.readToDevice("w", { tensorModule });
     assert.equal(calls[1].opts, undefined);
+  });
+});
+
+gpuTest("readToDevice: a checkpoint's bf16 and fp8 tensors land on the device byte for byte", async () => {
+  await withDir(async (dir) => {
+    const rng = new Rng();
+    const bf = Uint16Array.from({ length: 24 }, () => rng.int(0, 0x7f00));
+    const f8 = Uint8Array.from({ length: 40 }, () => rng.int(0, 0x7f));
+    await Deno.writeFile(
+      `${dir}/m.safetensors`,
+      serializeSafetensors([
+        { name: "w.weight", dtype: "BF16", shape: [4, 6], data: bf },
+        { name: "w.qweight", dtype: "F8_E4M3", shape: [5, 8], data: f8 },
+      ]),
+    );
+    using ck = await openCheckpoint(dir);
+    using a = await ck.readToDevice("w.weight");
+    using b = await ck.readToDevice("w.qweight");
+    assert.equal(a.dtype, "bf16");
+    assert.deepEqual(a.shape, [4, 6]);
+    assert.deepEqual(a.toHost(), bf);
+    assert.equal(b.dtype, "fp8e4m3");
+    assert.deepEqual(b.toHost(), f8);
   });
 });
