@@ -12,8 +12,11 @@
  *   issue over the whole GPU), overlapped with the loads by the kernel's cp.async pipeline: expect
  *   ~85–95 µs (≥ 85% of copy); k8v4 streams at the memory rate.
  * - decode, Hq 32, Hk 8, D 128: bf16 reads B·L·8·512 B (537 MB at B 16 × 8k → 128 µs; the peer measured
- *   135 µs). TurboQuant reads 196/134/118/102 B per token-head instead of 512: floors of 49/33/30/25 µs;
- *   the tensor-core kernel should land within ~1.3× of them: 2.5–4× faster than the bf16 peer.
+ *   135–139 µs). TurboQuant reads 196/134/118/102 B per token-head instead of 512: floors of 49/33/30/25 µs.
+ *   Version 1 ran 75/88/94/96 µs there (a ~18 µs fixed cost per call + an issue-bound loop of 440–785
+ *   instructions per 16-token tile); version 2 cuts the loop to 353/556/625/636 instructions and the
+ *   fixed cost (no merge kernel, prologue under the first loads): expect ~55–65 µs at B 16 × 8k.
+ *   Both versions run at B 16 × 8k in the same run; version 2 at every shape.
  * A preset whose validation fails prints FAILED in its rows and the bench goes on.
  *
  * @module
@@ -147,7 +150,11 @@ export async function bench(): Promise<void> {
   const maxTokens = Math.max(...DECODE.map(([B, L]) => B * L));
   const tables = DECODE.map(([B, L]) => permutation(rng, (B * L) / BS)); // the same pages for every preset
   for (const preset of TURBOQUANT_PRESET_NAMES) {
-    for (const kernel of preset === "turboquant_4bit_nc" ? ["mma", "simple"] as const : ["mma"] as const) {
+    // the default ("auto": the faster tensor-core version for the key format) at every shape; the other
+    // version at B 16 × 8k only, to compare in the same run
+    let chosen: string | undefined;
+    for (const kernel of ["auto", "mma", "mma1"] as const) {
+      if (kernel === chosen) continue;
       using tq = await prepareTurboQuant({
         preset,
         headDim: D,
@@ -157,26 +164,28 @@ export async function bench(): Promise<void> {
         decodeKernel: kernel,
         maxBatch: 64,
       });
+      if (kernel === "auto") chosen = tq.decodeKernel;
       let err: number | string;
       try {
         err = validateDecode(tq, rng);
       } catch (e) {
         err = failed(e);
       }
-      using cache = tq.allocateCache(maxTokens / BS);
+      const tokens = kernel !== "auto" ? DECODE[0][0] * DECODE[0][1] : maxTokens;
+      using cache = tq.allocateCache(tokens / BS);
       if (typeof err === "number") {
-        for (let t0 = 0; t0 < maxTokens; t0 += STORE_T) {
+        for (let t0 = 0; t0 < tokens; t0 += STORE_T) {
           using s = Tensor.fromHost("i32", [STORE_T], Int32Array.from({ length: STORE_T }, (_, i) => t0 + i));
           tq.store(k, v, s, cache);
         }
       }
       for (const [i, [B, L]] of DECODE.entries()) {
-        if (kernel === "simple" && (B > 16 || L > 8192)) continue;
+        if (kernel !== "auto" && (B > 16 || L > 8192)) continue;
         const bytes = B * L * HK * tq.slotBytes;
         const p = peerDecode.find((r) => r.shape[0] === B && r.shape[1] === L);
         const row: Row = {
           preset,
-          kernel,
+          kernel: kernel === "auto" ? `${tq.decodeKernel} (default)` : kernel,
           B,
           context: L,
           "µs": "",

@@ -31,6 +31,7 @@ import {
 } from "../dsl/turboquant/mod.ts";
 import { tqStoreGeometry, tqStoreGrid, tqStoreKernel } from "../codegen/kernels/tq_store.ts";
 import { tqDecodeGeometry, tqDecodeKernel, tqDecodeMmaProblem } from "../codegen/kernels/tq_decode.ts";
+import { tqDecodeV2Geometry, tqDecodeV2Kernel } from "../codegen/kernels/tq_decode_v2.ts";
 import {
   type TqDecodeKernelOptions,
   tqDecodeSimpleKernel,
@@ -72,8 +73,14 @@ export interface TurboQuantOptions {
   maxSplits?: number;
   /** Preallocate the split-KV workspace for this many sequences. */
   maxBatch?: number;
-  /** Decode kernel: the tensor-core one when the preset allows ("auto", default), or force one. */
-  decodeKernel?: "auto" | "mma" | "simple";
+  /**
+   * Decode kernel: "auto" (default) takes the faster tensor-core version measured for the key format —
+   * version 1 for fp8 keys (H200: 76 vs 114 µs at B16×8k), version 2 for centroid keys (e.g. 3bit_nc
+   * 995 vs 1275 µs at B64×32k) — or the CUDA-core one when the preset is outside the tensor-core
+   * kernels; or force one: "mma" (version 2: per-warp pipelines, in-kernel split merge), "mma1"
+   * (version 1), "simple" (CUDA cores, any preset).
+   */
+  decodeKernel?: "auto" | "mma" | "mma1" | "simple";
   device?: Device;
 }
 
@@ -89,8 +96,8 @@ export interface TurboQuant {
   readonly slotBytes: number;
   /** Cache bytes per token of one layer (all KV heads). */
   readonly bytesPerToken: number;
-  /** Which decode kernel runs: "mma" (tensor cores) or "simple". */
-  readonly decodeKernel: "mma" | "simple";
+  /** Which decode kernel runs: "mma" (tensor cores, version 2), "mma1" (version 1) or "simple". */
+  readonly decodeKernel: "mma" | "mma1" | "simple";
   /** A zeroed cache `u8[numBlocks, pageSize, numKvHeads, slotBytes]`. */
   allocateCache(numBlocks: number): Tensor;
   /**
@@ -155,21 +162,34 @@ export async function prepareTurboQuant(o: TurboQuantOptions): Promise<TurboQuan
   };
   const mmaProblem = tqDecodeMmaProblem(dk);
   const want = o.decodeKernel ?? "auto";
-  if (want === "mma" && mmaProblem) bad("decodeKernel", "a preset the tensor-core kernel takes", mmaProblem);
-  const useMma = want !== "simple" && !mmaProblem && device.info.cc >= 80;
+  if (want !== "auto" && want !== "mma" && want !== "mma1" && want !== "simple") {
+    bad("decodeKernel", "auto | mma | mma1 | simple", String(want));
+  }
+  if ((want === "mma" || want === "mma1") && mmaProblem) {
+    bad("decodeKernel", "a preset the tensor-core kernel takes", mmaProblem);
+  }
+  const kind = want === "simple" || mmaProblem || device.info.cc < 80
+    ? "simple"
+    : want === "mma1" || (want === "auto" && layout.keyFp8)
+    ? "mma1"
+    : "mma";
   const [kStore, kDecode, kMerge] = await Promise.all([
     jit(tqStoreKernel({ layout, inDtype: dtype, numKvHeads: Hk, signs: !!signs }), { device }),
-    jit(useMma ? tqDecodeKernel(dk) : tqDecodeSimpleKernel(dk), { device }),
+    jit(
+      kind === "mma" ? tqDecodeV2Kernel(dk) : kind === "mma1" ? tqDecodeKernel(dk) : tqDecodeSimpleKernel(dk),
+      { device },
+    ),
     jit(tqMergeKernel({ headDim: D, inDtype: dtype }), { device }),
   ]);
-  return new TurboQuantImpl(o, layout, dtype, Hk, Hq, BS, signs, device, useMma, kStore, kDecode, kMerge);
+  return new TurboQuantImpl(o, layout, dtype, Hk, Hq, BS, signs, device, kind, kStore, kDecode, kMerge);
 }
 
 class TurboQuantImpl implements TurboQuant {
   readonly slotBytes: number;
   readonly bytesPerToken: number;
-  readonly decodeKernel: "mma" | "simple";
+  readonly decodeKernel: "mma" | "mma1" | "simple";
   #status: Tensor;
+  #counters?: Tensor;
   #signs?: Tensor;
   #slots?: Tensor;
   #partO?: Tensor;
@@ -188,18 +208,21 @@ class TurboQuantImpl implements TurboQuant {
     readonly pageSize: number,
     signs: Int8Array | undefined,
     readonly device: Device,
-    useMma: boolean,
+    kind: "mma" | "mma1" | "simple",
     readonly kStore: LoadedKernel,
     readonly kDecode: LoadedKernel,
     readonly kMerge: LoadedKernel,
   ) {
     this.slotBytes = layout.slotBytesAligned;
     this.bytesPerToken = turboQuantBytesPerToken(layout, numKvHeads);
-    this.decodeKernel = useMma ? "mma" : "simple";
+    this.decodeKernel = kind;
     this.#scaleLog2 = (o.scale ?? 1 / Math.sqrt(layout.headDim)) * Math.LOG2E;
     this.#maxSplits = Math.max(1, Math.floor(o.maxSplits ?? 32));
-    this.#groups = useMma
-      ? tqDecodeGeometry({ layout, inDtype: dtype, numHeads, numKvHeads, blockSize: pageSize }).headGroups
+    const dk = { layout, inDtype: dtype, numHeads, numKvHeads, blockSize: pageSize };
+    this.#groups = kind === "mma"
+      ? tqDecodeV2Geometry(dk).headGroups
+      : kind === "mma1"
+      ? tqDecodeGeometry(dk).headGroups
       : numKvHeads;
     this.#status = Tensor.empty("i32", [4], { device }).fill(0);
     this.#storeCtas = residentCtas(device, kStore, tqStoreGeometry(layout).sharedBytes);
@@ -305,6 +328,12 @@ class TurboQuantImpl implements TurboQuant {
   }
 
   #workspace(B: number, S: number): [Tensor, Tensor] {
+    if (this.decodeKernel === "mma" && (!this.#counters || this.#counters.numel < B * this.numKvHeads)) {
+      this.#counters?.dispose(); // the v2 kernel's merge counters: zero, and every launch leaves them zero
+      this.#counters = Tensor.empty("i32", [Math.max(B, 16) * this.numKvHeads], { device: this.device }).fill(
+        0,
+      );
+    }
     const need = B * this.numHeads * S;
     if (!this.#partLse || this.#partLse.numel < need) {
       this.#partO?.dispose();
@@ -361,6 +390,7 @@ class TurboQuantImpl implements TurboQuant {
       o,
       po,
       pl,
+      ...(this.decodeKernel === "mma" ? [this.#counters!] : []),
       ...(this.#signs ? [this.#signs] : []),
       stride,
       S,
@@ -368,7 +398,7 @@ class TurboQuantImpl implements TurboQuant {
     ];
     const grid: [number, number, number] = [S, this.#groups, B];
     this.kDecode.launch(grid, args);
-    if (S > 1) this.kMerge.launch(B * Hq, [po, pl, o, S]);
+    if (S > 1 && this.decodeKernel !== "mma") this.kMerge.launch(B * Hq, [po, pl, o, S]);
     return o;
   }
 
@@ -409,7 +439,9 @@ class TurboQuantImpl implements TurboQuant {
   }
 
   dispose(): void {
-    for (const t of [this.#status, this.#signs, this.#slots, this.#partO, this.#partLse]) t?.dispose();
+    for (const t of [this.#status, this.#signs, this.#slots, this.#partO, this.#partLse, this.#counters]) {
+      t?.dispose();
+    }
   }
   [Symbol.dispose](): void {
     this.dispose();

@@ -28,6 +28,7 @@ import { tqStoreGeometry, tqStoreKernel } from "../../codegen/kernels/tq_store.t
 import { TQ_STORE_PLAN, tqKeyLut, tqLutCode } from "../../codegen/kernels/tq_store_parts.ts";
 import { tqDecodeGeometry, tqDecodeKernel, tqDecodeMmaProblem } from "../../codegen/kernels/tq_decode.ts";
 import { tqDecodeSimpleKernel, tqMergeKernel } from "../../codegen/kernels/tq_decode_simple.ts";
+import { tqDecodeV2Geometry, tqDecodeV2Kernel } from "../../codegen/kernels/tq_decode_v2.ts";
 import { cFloat } from "../../dsl/turboquant/f32.ts";
 import { Rng } from "../../testing/mod.ts";
 
@@ -49,6 +50,7 @@ Deno.test("turboquant codegen: signatures from ParamSpec, deterministic sources,
   for (const p of TURBOQUANT_PRESET_NAMES) {
     all.push(tqStoreKernel({ layout: turboQuantLayout(p, 128), inDtype: "bf16", numKvHeads: 8 }));
     all.push(tqDecodeKernel(dec(p, 128)));
+    all.push(tqDecodeV2Kernel(dec(p, 128)));
     all.push(tqDecodeSimpleKernel(dec(p, 128)));
   }
   all.push(
@@ -87,6 +89,13 @@ Deno.test("turboquant codegen: signatures from ParamSpec, deterministic sources,
   assert.ok(g.rowPitch >= 8 * 134 + 14);
   assert.equal(tqDecodeGeometry(dec("turboquant_k8v4", 128, { Hk: 12, G: 12 })).headsPerCta, 6);
   assert.deepEqual([64, 96, 128, 256].map(turboQuantStoreLanes), [2, 4, 4, 8]);
+  // v2: per-warp stages, rows an odd number of 16-byte chunks apart, 2 CTAs of 8 warps per SM at D 128
+  for (const p of TURBOQUANT_PRESET_NAMES) {
+    const g2 = tqDecodeV2Geometry(dec(p, 128));
+    assert.equal((g2.rowPitch / 16) % 2, 1, `${p}: odd chunk pitch`);
+    assert.ok(g2.rowPitch >= 16 * g2.maxChunks && g2.scratchInStage && g2.headsPerCta === 8, p);
+    assert.ok(2 * (g2.sharedBytes + 1024) <= 228 * 1024, `${p}: ${g2.sharedBytes} B of shared memory`);
+  }
 });
 
 Deno.test("turboquant codegen: which presets the tensor-core decode takes", () => {
@@ -310,6 +319,33 @@ compileTest(
     await compiles(tqDecodeKernel(dec("turboquant_4bit_nc", 128, { G: 16, Hk: 2, f16: true })), ["sm_90a"]);
     await compiles(tqDecodeKernel(dec("turboquant_k3v4_nc", 256, { G: 8, Hk: 8 })), ["sm_90a"]);
     // 8 score + 8 norm + 8 value + 1 offset MMAs per tile (fp8 keys: no norm MMAs); −1: no cuobjdump / --allow-run
+    if (!sassMma.includes(-1)) assert.deepEqual(sassMma, [17, 25, 25, 25], `HMMA per kernel: ${sassMma}`);
+  },
+);
+
+compileTest(
+  "turboquant tensor-core decode v2 kernels (every preset at D 128; D 64/256, G 1/8/16, Hk 1/2/3, pages 32-128, signs, f16)",
+  async () => {
+    const sassMma: number[] = [];
+    for (const p of TURBOQUANT_PRESET_NAMES) {
+      const archs = p === "turboquant_k8v4" || p === "turboquant_4bit_nc" ? ["sm_80", "sm_90a"] : ["sm_90a"];
+      const cubin = await compiles(tqDecodeV2Kernel(dec(p, 128)), archs);
+      if (cubin) sassMma.push(countOpcode(cubin, "HMMA"));
+    }
+    const v2 = (p: string, D: number, x: Parameters<typeof dec>[2], BS: number) => ({
+      ...dec(p, D, x),
+      blockSize: BS,
+    });
+    await compiles(tqDecodeV2Kernel(v2("turboquant_3bit_nc", 64, { G: 8, Hk: 4, signs: true }, 16)), [
+      "sm_90a",
+    ]);
+    await compiles(tqDecodeV2Kernel(v2("turboquant_4bit_nc", 128, { G: 16, Hk: 2, f16: true }, 32)), [
+      "sm_90a",
+    ]);
+    await compiles(tqDecodeV2Kernel(v2("turboquant_k3v4_nc", 256, { G: 8, Hk: 8 }, 64)), ["sm_90a"]);
+    await compiles(tqDecodeV2Kernel(v2("turboquant_k8v4", 256, { G: 4, Hk: 3 }, 128)), ["sm_90a"]);
+    await compiles(tqDecodeV2Kernel(v2("turboquant_4bit_nc", 64, { G: 1, Hk: 1 }, 16)), ["sm_90a"]);
+    // the same MMAs per tile as version 1
     if (!sassMma.includes(-1)) assert.deepEqual(sassMma, [17, 25, 25, 25], `HMMA per kernel: ${sassMma}`);
   },
 );

@@ -86,6 +86,21 @@ gpuTest(
       () => prepareTurboQuant({ preset: "turboquant_k8v4", headDim: 96, numKvHeads: 8, decodeKernel: "mma" }),
       /decodeKernel/,
     );
+    await assert.rejects(
+      () =>
+        prepareTurboQuant({ preset: "turboquant_k8v4", headDim: 96, numKvHeads: 8, decodeKernel: "mma1" }),
+      /decodeKernel/,
+    );
+    await assert.rejects(
+      () =>
+        prepareTurboQuant({
+          preset: "turboquant_k8v4",
+          headDim: 128,
+          numKvHeads: 8,
+          decodeKernel: "mma3" as "mma",
+        }),
+      /decodeKernel/,
+    );
     using tq = await prepareTurboQuant({
       preset: "turboquant_4bit_nc",
       headDim: 64,
@@ -289,7 +304,7 @@ gpuTest(
 );
 
 gpuTest(
-  "turboquant decode: both kernels vs the float64 reference (GQA, block tables, ragged, splits)",
+  "turboquant decode: every kernel (mma v2, mma v1, simple) vs the float64 reference (GQA, block tables, ragged, splits; launches back to back: v2's merge counters reset)",
   async () => {
     const rng = new Rng();
     const cases = [
@@ -312,7 +327,7 @@ gpuTest(
       using btt = Tensor.fromHost("i32", [B, stride], bt);
       using sl = Tensor.fromHost("i32", [B], Int32Array.from(c.seqLens));
       const rms = Math.sqrt(ref.reduce((a, x) => a + x * x, 0) / ref.length);
-      for (const kernel of ["mma", "simple"] as const) {
+      for (const kernel of ["mma", "mma1", "simple"] as const) {
         using tq = await prepareTurboQuant({
           preset: c.preset,
           headDim: c.D,

@@ -1,0 +1,396 @@
+/**
+ * TurboQuant decode attention on tensor cores, version 2 (the default; `tq_decode.ts` is version 1,
+ * kept selectable for comparison). Same math and contract as version 1 — one warp per KV head, all G
+ * query heads of it as the N side of `mma.sync` m16n8k16, scores `K̃·q'ᵀ` from PRMT centroid lookups
+ * (`kdeq`), `Oᵀ += (1024 + code)·P'ᵀ` for the values — with the per-tile overheads cut:
+ *
+ * - every warp runs its own cp.async pipeline over its own slot (16 rows, one 16-byte chunk run per
+ *   row, fixed per-lane offsets: ~6 cp.async per lane per tile instead of a generic chunk loop of
+ *   ~100 instructions), so the loop has no CTA barrier; a row's lead-in (slot address mod 16) depends
+ *   only on the row, so fragment offsets are loop-invariant. Rows are an odd number of 16-byte
+ *   chunks apart: the fragment reads are bank-conflict-free.
+ * - block-table entries come 32 pages at a time (one per lane) and are shuffled out per tile: no
+ *   dependent global load in front of every tile's copies.
+ * - the first STAGES−1 tiles are requested before the query is loaded and rotated (the query scratch
+ *   is the warp's last stage), so the rotation hides under the first DRAM round trip.
+ * - value operands straight from the packed bytes: code i of a group sits at bit `bits·i`; one PRMT
+ *   puts a 16-bit window of two tokens' groups into the two halves of a register and one LOP3 (magic
+ *   kept in a register) makes `1024 + code·2^p` — no 3-bit → nibble spreading, one instruction per
+ *   A register; the epilogue scales row by row by 2^−p.
+ * - `ex2.approx.ftz` / `rsqrt.approx.ftz` (no denormal fix-ups around every exponential).
+ * - the split-KV merge runs in the kernel: the last warp of a (sequence, KV head) to finish (an atomic
+ *   counter per pair, reset by that warp) merges the S partials — no second launch (`counters` param).
+ *
+ * Napkin math per 16-token tile per warp (D 128, G 4; SASS of the loop, static, of which ~37 are the
+ * rarely taken rescale branch): k8v4 353 / 4bit_nc 556 / k3v4_nc 625 / 3bit_nc 636 (version 1: 441 /
+ * 652 / 724 / 785). 4bit_nc: keys 8 words × (3 load + ~18 PRMT lookup) + 32 HMUL2 + 16 HMMA ≈ 215,
+ * values 16 LDS + 16 PRMT + 32 LOP3 + 9 HMMA ≈ 75, softmax ≈ 70, copies + page ≈ 45. B 16 × 8k: 65.5k
+ * warp-tiles × ~520 / (132 SMs × 4 schedulers) ≈ 65k issue cycles ≈ 37 µs at 1.75 GHz, around the
+ * 34 µs memory floor of the 140 MB cache; version 1 ran at ~63% issue efficiency behind CTA barriers.
+ *
+ * @module
+ */
+import { renderSignature } from "../kernel_source.ts";
+import type { KernelSource } from "../kernel_source.ts";
+import { cFloat } from "../../dsl/turboquant/f32.ts";
+import { TQ_PRELUDE, tqTag, unpackPair } from "./tq_common.ts";
+import {
+  centroidScoreLoop,
+  fp8Helpers,
+  groupLoader,
+  groupStart,
+  kdeqSource,
+  magnitudeTables,
+  TQ_MMA_HELPERS,
+} from "./tq_decode_parts.ts";
+import { TQ_SPLIT_HELPERS, tqCheckDecodeGeometry, type TqDecodeKernelOptions } from "./tq_decode_simple.ts";
+import { tqDecodeMmaProblem } from "./tq_decode.ts";
+import {
+  fp8ScoreLoop4,
+  mergeSource,
+  rawGroupLoader,
+  TQ_DECODE2_ROW_OFF,
+  TQ_V2_HELPERS,
+  tqDecodeV2Geometry,
+  tqDecodeV2Params,
+  valueFields,
+  valueLoop,
+} from "./tq_decode_v2_parts.ts";
+
+export { TQ_DECODE2_ROW_OFF, type TqDecodeV2Geometry, tqDecodeV2Geometry } from "./tq_decode_v2_parts.ts";
+
+/**
+ * The version-2 tensor-core decode kernel. Grid `[S, headGroups, B]` ({@linkcode tqDecodeV2Geometry}),
+ * block `32·headsPerCta`, dynamic shared memory `sharedBytes`; parameters and split contract as
+ * version 1 (`tqDecodeParams`, `tq_decode_simple.ts`).
+ *
+ * @example
+ * ```ts
+ * import { turboQuantLayout } from "../../dsl/turboquant/preset.ts";
+ * import { tqDecodeV2Kernel } from "./tq_decode_v2.ts";
+ * const ks = tqDecodeV2Kernel({ layout: turboQuantLayout("turboquant_3bit_nc", 128), inDtype: "bf16", numHeads: 32, numKvHeads: 8, blockSize: 16 });
+ * console.log(ks.name, ks.block); // tq_decode_mma2_3bit_nc_d128_bf16_g4_hk8_bs16 [ 256, 1, 1 ]
+ * ```
+ */
+export function tqDecodeV2Kernel(o: TqDecodeKernelOptions): KernelSource {
+  tqCheckDecodeGeometry(o);
+  const problem = tqDecodeMmaProblem(o);
+  if (problem) throw new RangeError(problem);
+  const L = o.layout, D = L.headDim, HK = o.numKvHeads, G = o.numHeads / HK;
+  const geo = tqDecodeV2Geometry(o);
+  const HG = geo.headsPerCta, NT = geo.nTiles, off = L.offsets, vb = L.valueBits, kb = L.keyBits;
+  const name = `tq_decode_mma2_${tqTag(L)}_${o.inDtype}_g${G}_hk${HK}_bs${o.blockSize}${
+    o.signs ? "_signs" : ""
+  }`;
+  const params = tqDecodeV2Params(o);
+  const up = unpackPair(o.inDtype);
+  const toOut = o.inDtype === "bf16" ? "f32_to_bf16" : "f32_to_f16";
+  const tabs = L.keyFp8 ? undefined : magnitudeTables(L.centroids!, D);
+  const factor = (n: string, nacc: string) =>
+    L.keyFp8
+      ? "scale_log2"
+      : L.normCorrection
+      ? `${n} * rsq(${nacc}) * scale_log2`
+      : `${n} * ${cFloat(1 / Math.sqrt(D))} * scale_log2`;
+  const keyDims = L.keyFp8 ? "4 * (c + 4 * kk)" : "8 * (c + 4 * (kk >> 1)) + 4 * (kk & 1)";
+  const vf = valueFields(vb);
+  const rowScale = (j: number, e: number) => cFloat(2 ** -vf[2 * j + e].p);
+  const PREFETCH = `#pragma unroll
+  for (int i = 0; i < STAGES - 1; ++i) {
+    if (i < ntiles) load_tile(i, i);
+    cp_commit();
+  }
+`;
+  const cpl = Math.ceil(geo.maxChunks / 2), minK = Math.floor(Math.ceil(L.slotBytesAligned / 16) / 2);
+
+  const source = `${TQ_PRELUDE}${TQ_SPLIT_HELPERS}
+#define D ${D}
+#define NK ${D / 16}
+#define NGV ${D / 64}
+#define G ${G}
+#define NT ${NT}
+#define HG ${HG}
+#define HK ${HK}
+#define BS ${o.blockSize}
+#define SLOT ${L.slotBytesAligned}
+#define RPW ${geo.rowPitch}
+#define WST ${geo.warpStage}
+#define STAGES ${geo.stages}
+#define NINF (-__int_as_float(0x7f800000))
+
+${TQ_MMA_HELPERS}${TQ_V2_HELPERS}${L.keyFp8 ? fp8Helpers() : groupLoader("key_group", kb)}
+${vb === 4 ? "" : rawGroupLoader("val_group", vb)}
+${tabs ? kdeqSource(kb, tabs) : ""}
+
+${
+    renderSignature({ entry: name, params }, { launchBounds: HG === 8 && D <= 128 ? [256, 2] : [HG * 32, 1] })
+  } {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int split = blockIdx.x, hgrp = blockIdx.y, b = blockIdx.z;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, c = lane & 3;      // mma row group, thread in group
+  const int S = num_splits, Hq = HK * G;
+  const int h = hgrp * HG + warp;             // this warp's KV head
+  const int L = seq_lens[b];
+  int t0, t1;
+  split_range(L, S, split, t0, t1);
+  const int ntiles = (t1 - t0 + 15) >> 4;
+  if (ntiles == 0) {                          // empty split: zeros, lse = −inf (still counted for the merge)
+    for (int e = lane; e < G * D; e += 32) {
+      const long long row = (long long)b * Hq + h * G + e / D;
+      if (S == 1) out[row * D + e % D] = 0;
+      else part_o[(row * S + split) * D + e % D] = 0.f;
+    }
+    if (S > 1 && lane < G) part_lse[((long long)b * Hq + h * G + lane) * S + split] = NINF;
+  } else {
+  // ---- this warp's pipeline: stage s = 16 rows of its slot at smem + (s·HG + warp)·WST
+  const long long rowbytes = (long long)HK * SLOT;
+  unsigned char* wsm = smem + warp * WST;
+  const int lr = lane >> 1, lj = lane & 1;    // 2 lanes per row, alternate 16-byte chunks
+  const int lrow = lr * (int)rowbytes + h * SLOT;   // < 2^31: 16 rows of HK slots
+  const int lmis = lrow & 15, lnch = (lmis + SLOT + 15) >> 4;
+  const unsigned char* lsrc = cache + (lrow - lmis + 16 * lj);
+  const u32 ldst = smem_u32(wsm) + lr * RPW + 16 * lj;
+  const int lt1 = t1 - t0 - lr;               // row lr of tile i is a token when 16·i < lt1
+  // block-table entries of 32 pages at a time, one per lane
+  const int* bt = block_tables + (long long)b * bt_stride;
+  const int npages = (L + BS - 1) / BS;
+  int pbase = (u32)t0 / BS;
+  int ptab = pbase + lane < npages ? __ldg(bt + pbase + lane) : 0;
+  auto load_tile = [&](int i, int s) {
+    const int tb = t0 + 16 * i, pi = (u32)tb / BS;
+    if (pi >= pbase + 32) {                   // warp-uniform: next batch of pages
+      pbase += 32;
+      ptab = pbase + lane < npages ? __ldg(bt + pbase + lane) : 0;
+    }
+    const int page = __shfl_sync(FULL, ptab, pi - pbase);
+    const unsigned char* from = lsrc + (long long)page * (BS * rowbytes)${
+    o.blockSize === 16 ? "" : " + (long long)((u32)tb % BS) * rowbytes"
+  };
+    const u32 to = ldst + s * (HG * WST);
+    const int bytes = 16 * i < lt1 ? 16 : 0;
+#pragma unroll
+    for (int k = 0; k < ${cpl}; ++k)        // the first ${minK} chunk pairs exist in every row
+      if (k < ${minK} || lj + 2 * k < lnch) cp_async16(to + 32 * k, from + 32 * k, bytes);
+  };
+${geo.scratchInStage ? PREFETCH : ""}
+  // ---- query → scratch (${
+    geo.scratchInStage ? "the warp's last stage, not loaded yet" : "the stage memory"
+  }), ${L.rotate ? "rotated, " : ""}→ B fragments
+  u32 bq[NT][NK][2];
+  {
+    float* qs = (float*)(${
+    geo.scratchInStage ? "wsm + (STAGES - 1) * (HG * WST)" : "smem + warp * (G * D * 4)"
+  });
+    for (int e = lane * 8; e < G * D; e += 256) {
+      const uint4 w = *(const uint4*)((const u16*)q + ((long long)b * Hq + h * G) * D + e);
+      const u32 ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        float x = (i & 1) ? ${up.hi("ws[i >> 1]")} : ${up.lo("ws[i >> 1]")};
+        ${o.signs ? "const int d = (e + i) % D; if ((signmask[d >> 5] >> (d & 31)) & 1u) x = -x;" : ""}
+        qs[e + i] = x;
+      }
+    }
+    __syncwarp();
+${
+    L.rotate
+      ? `#pragma unroll
+    for (int hs = 1; hs < D; hs <<= 1) {
+      for (int p = lane; p < G * D / 2; p += 32) {
+        const int qh = p / (D / 2), r = p % (D / 2);
+        const int i = qh * D + (r / hs) * 2 * hs + (r % hs);
+        const float a = qs[i], bb = qs[i + hs];
+        qs[i] = a + bb;
+        qs[i + hs] = a - bb;
+      }
+      __syncwarp();
+    }`
+      : ""
+  }
+    const float qscale = ${L.rotate ? cFloat(1 / Math.sqrt(D)) : "1.f"};
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const int qh = nt * 8 + g;
+#pragma unroll
+      for (int kk = 0; kk < NK; ++kk) {
+        const int d0 = ${keyDims};
+        const float* r = qs + qh * D + d0;
+        bq[nt][kk][0] = qh < G ? pack_h2(r[0] * qscale, r[1] * qscale) : 0u;
+        bq[nt][kk][1] = qh < G ? pack_h2(r[2] * qscale, r[3] * qscale) : 0u;
+      }
+    }
+    ${
+    geo.scratchInStage
+      ? "__syncwarp();"
+      : "__syncthreads();  // other warps' scratch overlaps this warp's stages"
+  }
+  }
+${geo.scratchInStage ? "" : PREFETCH}
+  // where row r of this warp's slot sits in a stage (loop-invariant: tiles start at multiples of 16)
+  auto row_off = [&](int r) { return (int)(${TQ_DECODE2_ROW_OFF}); };
+  const int o_k0 = row_off(g), o_k1 = row_off(g + 8);
+${
+    L.keyFp8
+      ? ""
+      : `  ${groupStart("q0", "o_k0", `${kb} * c`, kb)}\n  ${groupStart("q1", "o_k1", `${kb} * c`, kb)}`
+  }
+  ${groupStart("va", `row_off(2 * c) + ${off.valueCodes}`, `${vb} * g`, vb)}
+  ${groupStart("vb", `row_off(2 * c + 1) + ${off.valueCodes}`, `${vb} * g`, vb)}
+  ${groupStart("vc", `row_off(2 * c + 8) + ${off.valueCodes}`, `${vb} * g`, vb)}
+  ${groupStart("vd", `row_off(2 * c + 9) + ${off.valueCodes}`, `${vb} * g`, vb)}
+  const u32 magic = 0x64006400u;
+
+  float oacc[NT][NK][4], one[NT][4], mrun[NT][2], lrun[NT][2], plo[NT][2];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+    for (int mt = 0; mt < NK; ++mt) oacc[nt][mt][0] = oacc[nt][mt][1] = oacc[nt][mt][2] = oacc[nt][mt][3] = 0.f;
+    one[nt][0] = one[nt][1] = one[nt][2] = one[nt][3] = 0.f;
+    mrun[nt][0] = mrun[nt][1] = NINF;
+    lrun[nt][0] = lrun[nt][1] = plo[nt][0] = plo[nt][1] = 0.f;
+  }
+
+  int sc = 0;                                 // stage of tile it
+#pragma unroll 1
+  for (int it = 0; it < ntiles; ++it) {
+    cp_wait<STAGES - 2>();
+    __syncwarp();
+    {
+      const int nx = it + STAGES - 1;
+      if (nx < ntiles) load_tile(nx, sc == 0 ? STAGES - 1 : sc - 1);
+      cp_commit();
+    }
+    const unsigned char* st = wsm + sc * (HG * WST);
+    sc = sc == STAGES - 1 ? 0 : sc + 1;
+    const int tb = t0 + 16 * it;
+    const unsigned char* k0 = st + o_k0;
+    const unsigned char* k1 = st + o_k1;
+
+    // ---- scores S[token][head] = K̃·q'ᵀ (+ ‖C̃‖² per token for norm correction)
+    float sacc[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) sacc[nt][0] = sacc[nt][1] = sacc[nt][2] = sacc[nt][3] = 0.f;
+${L.normCorrection ? "    float nacc[4] = {0.f, 0.f, 0.f, 0.f};" : ""}
+${L.keyFp8 ? fp8ScoreLoop4() : centroidScoreLoop(L.normCorrection, kb)}
+
+    // ---- online softmax (log2 domain) per head column; P' = P·s_token → f16 → movmatrix → B of Vᵀ·P'ᵀ
+    const bool ok0 = tb + g < t1, ok1 = tb + g + 8 < t1;
+    const float f0 = ${factor(`ldh(k0 + ${off.keyNorm})`, "nacc[0]")};
+    const float f1 = ${factor(`ldh(k1 + ${off.keyNorm})`, "nacc[2]")};
+    const float s0 = ldh(k0 + ${off.valueScale}), z0 = ldh(k0 + ${off.valueZero});
+    const float s1 = ldh(k1 + ${off.valueScale}), z1 = ldh(k1 + ${off.valueZero});
+    u32 pb[NT][2];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const float x00 = ok0 ? sacc[nt][0] * f0 : NINF, x01 = ok0 ? sacc[nt][1] * f0 : NINF;
+      const float x10 = ok1 ? sacc[nt][2] * f1 : NINF, x11 = ok1 ? sacc[nt][3] * f1 : NINF;
+      float mx0 = fmaxf(x00, x10), mx1 = fmaxf(x01, x11);
+#pragma unroll
+      for (int o = 4; o < 32; o <<= 1) {
+        mx0 = fmaxf(mx0, __shfl_xor_sync(FULL, mx0, o));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(FULL, mx1, o));
+      }
+      const float mn0 = fmaxf(mrun[nt][0], mx0), mn1 = fmaxf(mrun[nt][1], mx1);
+      const float ms0 = mn0 == NINF ? 0.f : mn0, ms1 = mn1 == NINF ? 0.f : mn1;
+      const float al0 = ex2(mrun[nt][0] - ms0), al1 = ex2(mrun[nt][1] - ms1);
+      const float p00 = ex2(x00 - ms0), p10 = ex2(x10 - ms0), p01 = ex2(x01 - ms1), p11 = ex2(x11 - ms1);
+      mrun[nt][0] = mn0;
+      mrun[nt][1] = mn1;
+      lrun[nt][0] = fmaf(lrun[nt][0], al0, p00 + p10);
+      lrun[nt][1] = fmaf(lrun[nt][1], al1, p01 + p11);
+      plo[nt][0] = fmaf(plo[nt][0], al0, fmaf(p00, z0, p10 * z1));
+      plo[nt][1] = fmaf(plo[nt][1], al1, fmaf(p01, z0, p11 * z1));
+      if (__any_sync(FULL, al0 != 1.f || al1 != 1.f)) {  // once the maxima settle, most tiles skip this
+#pragma unroll
+        for (int mt = 0; mt < NK; ++mt) {
+          oacc[nt][mt][0] *= al0; oacc[nt][mt][1] *= al1; oacc[nt][mt][2] *= al0; oacc[nt][mt][3] *= al1;
+        }
+        one[nt][0] *= al0; one[nt][1] *= al1; one[nt][2] *= al0; one[nt][3] *= al1;
+      }
+      pb[nt][0] = movtrans(pack_h2(p00 * s0, p01 * s0));
+      pb[nt][1] = movtrans(pack_h2(p10 * s1, p11 * s1));
+    }
+
+    // ---- Oᵀ[d][head] += (1024 + code·2^p)[d][token] · P'ᵀ[token][head]
+    {
+      ${valueLoop(vb)}
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) mma16816(one[nt], magic, magic, magic, magic, pb[nt][0], pb[nt][1]);
+    }
+  }
+  cp_wait<0>();
+
+  // ---- epilogue: reduce l and Σ P·min over the 8 row groups, undo the 1024 offset and the 2^p of each row
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float l = lrun[nt][e], pz = plo[nt][e];
+#pragma unroll
+      for (int o = 4; o < 32; o <<= 1) {
+        l += __shfl_xor_sync(FULL, l, o);
+        pz += __shfl_xor_sync(FULL, pz, o);
+      }
+      const int col = nt * 8 + 2 * c + e;
+      if (col >= G) continue;
+      const long long row = (long long)b * Hq + h * G + col;
+      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const float base = one[nt][e];
+#pragma unroll
+      for (int i2 = 0; i2 < NGV; ++i2) {
+        float v[8];
+${
+    [0, 1, 2, 3].map((j) =>
+      `        v[${2 * j}] = ((oacc[nt][4 * i2 + ${j}][e] - base) * ${rowScale(j, 0)} + pz) * inv;
+        v[${2 * j + 1}] = ((oacc[nt][4 * i2 + ${j}][2 + e] - base) * ${rowScale(j, 1)} + pz) * inv;`
+    ).join("\n")
+  }
+        const int d0 = 8 * (g + 8 * i2);
+        if (S == 1) {
+          uint4 w;
+          w.x = (u32)${toOut}(v[0]) | ((u32)${toOut}(v[1]) << 16);
+          w.y = (u32)${toOut}(v[2]) | ((u32)${toOut}(v[3]) << 16);
+          w.z = (u32)${toOut}(v[4]) | ((u32)${toOut}(v[5]) << 16);
+          w.w = (u32)${toOut}(v[6]) | ((u32)${toOut}(v[7]) << 16);
+          *(uint4*)(out + row * D + d0) = w;
+        } else {
+          float4* po = (float4*)(part_o + (row * S + split) * D + d0);
+          po[0] = make_float4(v[0], v[1], v[2], v[3]);
+          po[1] = make_float4(v[4], v[5], v[6], v[7]);
+        }
+      }
+      if (S > 1 && g == 0) part_lse[row * S + split] = l > 0.f ? mrun[nt][e] + __log2f(l) : NINF;
+    }
+  }
+  }
+  if (S == 1) return;
+  // ---- split-KV merge by the last warp to finish this (sequence, KV head): no second kernel
+  __threadfence();
+  __syncwarp();
+  int last = 0;
+  if (lane == 0) last = atomicAdd(counters + (long long)b * HK + h, 1) == S - 1;
+  if (!__shfl_sync(FULL, last, 0)) return;
+  __threadfence();
+  if (lane == 0) counters[(long long)b * HK + h] = 0;   // ready for the next launch (graph replays)
+${mergeSource(D, toOut)}
+}
+`;
+  return {
+    name,
+    source,
+    entry: name,
+    params,
+    block: [HG * 32, 1, 1],
+    sharedBytes: geo.sharedBytes,
+    minArch: 80,
+    keyParts: {
+      family: "turboquant_decode_mma2",
+      preset: L.preset.name,
+      headDim: D,
+      G,
+      Hk: HK,
+      blockSize: o.blockSize,
+    },
+  };
+}

@@ -1,0 +1,246 @@
+/**
+ * Pieces of the second tensor-core TurboQuant decode kernel (`tq_decode_v2.ts`): its per-warp stage
+ * geometry, the value-operand field plan (codes read straight out of the packed bytes, no nibble
+ * spreading), and the small PTX helpers it adds to `tq_decode_parts.ts`.
+ *
+ * @module
+ */
+import type { ParamSpec } from "../kernel_source.ts";
+import type { TurboQuantLayout } from "../../dsl/turboquant/preset.ts";
+import { type TqDecodeKernelOptions, tqDecodeParams } from "./tq_decode_simple.ts";
+import { hex } from "./tq_decode_parts.ts";
+
+/**
+ * Where code `i` (0..7) of an 8-code value group sits for the `1024 + code·2^p` f16 operand: the
+ * 16-bit window starting at byte `k` of the group (PRMT of two tokens' bytes k, k+1 into the two
+ * halves of a register) and the bit `p` inside it. `code·2^p < 1024` keeps the operand exact.
+ */
+export interface ValueField {
+  k: number;
+  p: number;
+}
+
+/** The field plan of a value width (≤ 4 bits): position `bits·i` of the LSB-first group. */
+export function valueFields(bits: number): ValueField[] {
+  if (!Number.isInteger(bits) || bits < 1 || bits > 4) throw new RangeError(`value bits ${bits}: 1..4`);
+  return Array.from({ length: 8 }, (_, i) => {
+    const pos = bits * i, k = pos >> 3, p = pos & 7;
+    if (p + bits > 10 || (k === 3 && p + bits > 8)) {
+      throw new RangeError(`value field ${i} of ${bits}-bit codes`);
+    }
+    return { k, p };
+  });
+}
+
+/**
+ * PRMT selector that puts byte k (and k+1 where it exists) of token A's group word in the low half
+ * and token B's in the high half (sources: A = bytes 0-3, B = bytes 4-7).
+ */
+export function windowSelector(k: number): number {
+  const k1 = Math.min(k + 1, 3);
+  return k | (k1 << 4) | ((4 + k) << 8) | ((4 + k1) << 12);
+}
+
+/** Per-warp stage geometry of the v2 kernel. */
+export interface TqDecodeV2Geometry {
+  /** KV heads per CTA = warps per CTA (each warp runs its own pipeline). */
+  headsPerCta: number;
+  headGroups: number;
+  nTiles: number;
+  stages: number;
+  /** Bytes per staged token row of one warp: its slot + lead-in, an odd number of 16-byte chunks. */
+  rowPitch: number;
+  /** 16-byte chunks one row copy takes at most. */
+  maxChunks: number;
+  /** Bytes of one warp's stage (16 rows). */
+  warpStage: number;
+  /**
+   * Query scratch in the warp's last stage, filled while the first tiles load (else the scratch spans
+   * the stage memory and the first copies wait for the query: a CTA barrier between).
+   */
+  scratchInStage: boolean;
+  sharedBytes: number;
+}
+
+/** Largest power of two (≤ 16) dividing every row start of a slot: the lead-in is below 16 − it. */
+function slotAlign(L: TurboQuantLayout, numKvHeads: number): number {
+  let a = 16;
+  while (a > 1 && (L.slotBytesAligned % a !== 0 || (numKvHeads * L.slotBytesAligned) % a !== 0)) a >>= 1;
+  return a;
+}
+
+/** The geometry {@linkcode tqDecodeV2Kernel} uses. */
+export function tqDecodeV2Geometry(o: TqDecodeKernelOptions): TqDecodeV2Geometry {
+  const Hk = o.numKvHeads, G = o.numHeads / Hk, L = o.layout, SLOT = L.slotBytesAligned, D = L.headDim;
+  let HG = 1;
+  for (let h = 1; h <= Math.min(8, Hk); h++) if (Hk % h === 0) HG = h;
+  const a = slotAlign(L, Hk);
+  const maxChunks = ((a === 16 ? 0 : 16 - a) + SLOT + 15) >> 4;
+  // odd chunk count: rows g = 0..7 start 4·odd words apart mod 32 banks, so the fragment reads (≤ 4
+  // words wide per row) are conflict-free
+  const rowPitch = 16 * (maxChunks | 1);
+  const warpStage = 16 * rowPitch;
+  let stages = 4;
+  if (stages * HG * warpStage > 108 * 1024) stages = 3;
+  const scratch = G * D * 4;
+  const scratchInStage = scratch <= warpStage;
+  const sharedBytes = Math.max(stages * HG * warpStage, scratchInStage ? 0 : HG * scratch);
+  return {
+    headsPerCta: HG,
+    headGroups: Hk / HG,
+    nTiles: Math.ceil(G / 8),
+    stages,
+    rowPitch,
+    maxChunks,
+    warpStage,
+    scratchInStage,
+    sharedBytes,
+  };
+}
+
+/** Stage offset of row r of this warp's slot (C and JS alike; `h` the KV head, tile rows 16-aligned). */
+export const TQ_DECODE2_ROW_OFF = "r * RPW + ((r * rowbytes + h * SLOT) & 15)";
+
+/** PTX helpers the v2 kernel adds: approximate ex2/rsqrt (ftz) and the value operand LOP3. */
+export const TQ_V2_HELPERS = `__device__ __forceinline__ float ex2(float x) {
+  float r; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x)); return r;
+}
+__device__ __forceinline__ float rsq(float x) {
+  float r; asm("rsqrt.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x)); return r;
+}
+// (x & M) | magic in one LOP3: magic (0x64006400, f16 1024) stays in a register
+template <u32 M> __device__ __forceinline__ u32 vop(u32 x, u32 magic) {
+  u32 r; asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(x), "n"(M), "r"(magic)); return r;
+}
+__device__ __forceinline__ u32 ld4(const unsigned char* p) { return *(const u32*)p; }
+`;
+
+/** C function `u32 NAME(const unsigned char* pe, u32 sel)`: one group's bytes, LSB-first, no spreading. */
+export function rawGroupLoader(name: string, bits: number): string {
+  const load = bits === 4
+    ? "prmt(ld2(pe), ld2(pe + 2), 0x5410u)"
+    : bits === 3
+    ? "prmt(ld2(pe), ld2(pe + 2), sel)"
+    : bits === 2
+    ? "ld2(pe)"
+    : "(u32)pe[0]";
+  return `__device__ __forceinline__ u32 ${name}(const unsigned char* pe, u32 sel) { return ${load}; }`;
+}
+
+/** The parameter list of the v2 kernel: version 1's plus `counters` (i32, B·Hk, zero; self-resetting). */
+export function tqDecodeV2Params(o: TqDecodeKernelOptions): ParamSpec[] {
+  const p = tqDecodeParams(o);
+  const at = p.findIndex((x) => x.name === "part_lse") + 1;
+  return [...p.slice(0, at), { name: "counters", kind: "ptr", dtype: "i32" }, ...p.slice(at)];
+}
+
+/** fp8 key chunks with 4-byte shared loads (k8v4 slots are 4-byte aligned). */
+export function fp8ScoreLoop4(): string {
+  return `#pragma unroll
+    for (int kk = 0; kk < NK; ++kk) {   // 4 fp8 codes per thread per chunk: word c + 4·kk
+      const u32 x0 = ld4(k0 + 4 * (c + 4 * kk)), x1 = ld4(k1 + 4 * (c + 4 * kk));
+      const u32 a0 = e4m3x2_h2(x0), a2 = e4m3x2_h2(x0 >> 16);
+      const u32 a1 = e4m3x2_h2(x1), a3 = e4m3x2_h2(x1 >> 16);
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) mma16816(sacc[nt], a0, a1, a2, a3, bq[nt][kk][0], bq[nt][kk][1]);
+    }`;
+}
+
+/**
+ * The value MMAs of one tile: for each group i2 of the lane (g + 8·i2) and code pair j, rows g / g+8
+ * of MMA 4·i2 + j are codes 2j / 2j+1 of that group, columns the tokens 2c, 2c+1, 2c+8, 2c+9.
+ */
+export function valueLoop(vb: number): string {
+  const f = valueFields(vb);
+  const mask = (i: number) => hex((((1 << vb) - 1) << f[i].p) * 0x10001);
+  const lines: string[] = [];
+  const toks = ["va", "vb", "vc", "vd"];
+  if (vb === 4) {
+    // 16-bit halves of each token's group word: window k comes from half k >> 1, byte k & 1
+    for (const t of toks) {
+      lines.push(`const u32 ${t}l = ld2(st + ${t} + 32 * i2), ${t}h = ld2(st + ${t} + 32 * i2 + 2);`);
+    }
+  } else {
+    for (const t of toks) lines.push(`const u32 ${t}w = val_group(st + ${t} + ${8 * vb} * i2, ${t}_sh);`);
+  }
+  const windows = [...new Set(f.map((x) => x.k))];
+  for (const k of windows) {
+    for (const [x, a, b] of [["ab", "va", "vb"], ["cd", "vc", "vd"]]) {
+      const src = vb === 4 ? [`${a}${k >> 1 ? "h" : "l"}`, `${b}${k >> 1 ? "h" : "l"}`] : [`${a}w`, `${b}w`];
+      const sel = vb === 4 ? windowSelector(k & 1) : windowSelector(k);
+      lines.push(`const u32 x${x}${k} = prmt(${src[0]}, ${src[1]}, ${hex(sel)});`);
+    }
+  }
+  for (let j = 0; j < 4; j++) {
+    const [e, o] = [2 * j, 2 * j + 1];
+    const op = (x: string, i: number) => `vop<${mask(i)}>(x${x}${f[i].k}, magic)`;
+    lines.push(`{
+          const u32 a0 = ${op("ab", e)}, a1 = ${op("ab", o)}, a2 = ${op("cd", e)}, a3 = ${op("cd", o)};
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) mma16816(oacc[nt][4 * i2 + ${j}], a0, a1, a2, a3, pb[nt][0], pb[nt][1]);
+        }`);
+  }
+  return `#pragma unroll
+      for (int i2 = 0; i2 < NGV; ++i2) {  // value group g + 8·i2 of tokens 2c, 2c+1, 2c+8, 2c+9
+        ${lines.join("\n        ")}
+      }`;
+}
+
+/**
+ * C text of the in-kernel merge (the last warp of a (sequence, KV head)): per query head, lane j owns
+ * dims [j·D/32, (j+1)·D/32); weights 2^(lse_s − M) one split per lane, shuffled out; partials read
+ * through L2 (`ld.global.cg`: other SMs wrote them).
+ */
+export function mergeSource(D: number, toOut: string): string {
+  const V = D / 32;
+  const loads = V % 4 === 0
+    ? Array.from(
+      { length: V / 4 },
+      (_, i) =>
+        `{ const float4 x = __ldcg((const float4*)po + ${i}); acc[${4 * i}] = fmaf(w, x.x, acc[${
+          4 * i
+        }]); acc[${4 * i + 1}] = fmaf(w, x.y, acc[${4 * i + 1}]); acc[${4 * i + 2}] = fmaf(w, x.z, acc[${
+          4 * i + 2
+        }]); acc[${4 * i + 3}] = fmaf(w, x.w, acc[${4 * i + 3}]); }`,
+    ).join("\n          ")
+    : `{ const float2 x = __ldcg((const float2*)po); acc[0] = fmaf(w, x.x, acc[0]); acc[1] = fmaf(w, x.y, acc[1]); }`;
+  const stores = Array.from(
+    { length: V / 2 },
+    (_, i) =>
+      `ow[${i}] = (u32)${toOut}(acc[${2 * i}] * inv) | ((u32)${toOut}(acc[${2 * i + 1}] * inv) << 16);`,
+  ).join(" ");
+  return `  for (int col = 0; col < G; ++col) {
+    const long long row = (long long)b * Hq + h * G + col;
+    const float* lse = part_lse + row * S;
+    float M = NINF;
+    for (int s = lane; s < S; s += 32) M = fmaxf(M, __ldcg(lse + s));
+#pragma unroll
+    for (int o = 16; o; o >>= 1) M = fmaxf(M, __shfl_xor_sync(FULL, M, o));
+    float acc[${V}], den = 0.f;
+#pragma unroll
+    for (int i = 0; i < ${V}; ++i) acc[i] = 0.f;
+    for (int s0 = 0; s0 < S; s0 += 32) {
+      const float ws = s0 + lane < S && M != NINF ? ex2(__ldcg(lse + s0 + lane) - M) : 0.f;
+      den += ws;
+      const int n = min(32, S - s0);
+#pragma unroll 4
+      for (int j = 0; j < n; ++j) {
+        const float w = __shfl_sync(FULL, ws, j);
+        const float* po = part_o + (row * S + s0 + j) * D + lane * ${V};
+        ${loads}
+      }
+    }
+#pragma unroll
+    for (int o = 16; o; o >>= 1) den += __shfl_xor_sync(FULL, den, o);
+    const float inv = den > 0.f ? 1.f / den : 0.f;
+    u32 ow[${V / 2}];
+    ${stores}
+    ${
+    V === 2
+      ? "*(u32*)(out + row * D + lane * 2) = ow[0];"
+      : V === 4
+      ? "*(uint2*)(out + row * D + lane * 4) = make_uint2(ow[0], ow[1]);"
+      : "*(uint4*)(out + row * D + lane * 8) = make_uint4(ow[0], ow[1], ow[2], ow[3]);"
+  }
+  }`;
+}
