@@ -180,8 +180,9 @@ export class Device {
     this.context = handle(ctx);
     check(cu.cuCtxSetCurrent(this.context), "cuCtxSetCurrent");
     const s = new BigUint64Array(1);
-    // CU_STREAM_DEFAULT (0): ordered with the legacy stream, so synchronous copies and kernels never race
-    check(cu.cuStreamCreate(s, 0), "cuStreamCreate");
+    // CU_STREAM_NON_BLOCKING: kiln never uses the legacy stream (copies run on this stream too), so
+    // another thread's legacy-stream work can't join a graph this stream is capturing, or vice versa
+    check(cu.cuStreamCreate(s, 1), "cuStreamCreate");
     this.stream = new Stream(handle(s), true);
   }
 
@@ -215,7 +216,7 @@ export class Device {
   /** A new stream on this device (dispose it when done). */
   createStream(): Stream {
     const s = new BigUint64Array(1);
-    check(driver().cuStreamCreate(s, 0), "cuStreamCreate");
+    check(driver().cuStreamCreate(s, 1), "cuStreamCreate");
     return new Stream(handle(s), true);
   }
 

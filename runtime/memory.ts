@@ -56,16 +56,38 @@ export class DeviceBuffer {
   }
 }
 
-/** Copy host bytes to device address `dst` (synchronous). */
-export function copyHtoD(dst: bigint, src: ArrayBufferView<ArrayBuffer>): void {
+/**
+ * Copy host bytes to device address `dst` on `stream` and wait for it. Every copy goes through kiln's own
+ * (non-blocking) stream, never the legacy default stream: a legacy-stream copy while another thread
+ * captures a graph would be an illegal implicit dependency (CUDA_ERROR_STREAM_CAPTURE_IMPLICIT).
+ */
+export function copyHtoD(
+  dst: bigint,
+  src: ArrayBufferView<ArrayBuffer>,
+  stream: Stream = Device.get().stream,
+): void {
   const bytes = new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
-  if (bytes.length) check(driver().cuMemcpyHtoD(dst, bytes, BigInt(bytes.length)), "cuMemcpyHtoD_v2");
+  if (!bytes.length) return;
+  check(
+    driver().cuMemcpyHtoDAsync(dst, Deno.UnsafePointer.of(bytes), BigInt(bytes.length), stream.handle),
+    "cuMemcpyHtoDAsync_v2",
+  );
+  stream.synchronize(); // the host buffer is the caller's again once this returns
 }
 
-/** Copy device bytes at `src` into a host view (synchronous; waits for prior work on the legacy stream). */
-export function copyDtoH(dst: ArrayBufferView<ArrayBuffer>, src: bigint): void {
+/** Copy device bytes at `src` into a host view on `stream` (after the work queued there) and wait. */
+export function copyDtoH(
+  dst: ArrayBufferView<ArrayBuffer>,
+  src: bigint,
+  stream: Stream = Device.get().stream,
+): void {
   const bytes = new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength);
-  if (bytes.length) check(driver().cuMemcpyDtoH(bytes, src, BigInt(bytes.length)), "cuMemcpyDtoH_v2");
+  if (!bytes.length) return;
+  check(
+    driver().cuMemcpyDtoHAsync(Deno.UnsafePointer.of(bytes), src, BigInt(bytes.length), stream.handle),
+    "cuMemcpyDtoHAsync_v2",
+  );
+  stream.synchronize();
 }
 
 /** Device-to-device copy on `stream` (asynchronous). */
@@ -99,7 +121,8 @@ export function memsetAsync(
 export class PinnedBuffer {
   #p: Deno.PointerValue;
   readonly bytes: Uint8Array<ArrayBuffer>;
-  constructor(size: number) {
+  constructor(size: number, device: Device = Device.get()) {
+    device.makeCurrent(); // pinned allocations belong to a context: one must be current
     const out = new BigUint64Array(1);
     check(driver().cuMemHostAlloc(out, BigInt(Math.max(size, 1)), 0), `cuMemHostAlloc(${size} bytes)`);
     this.#p = Deno.UnsafePointer.create(out[0]);

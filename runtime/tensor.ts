@@ -95,7 +95,7 @@ export class Tensor {
       );
     }
     const t = Tensor.empty(dtype, shape, opts);
-    copyHtoD(t.ptr, raw as ArrayBufferView<ArrayBuffer>);
+    copyHtoD(t.ptr, raw as ArrayBufferView<ArrayBuffer>, t.device.stream);
     return t;
   }
 
@@ -199,9 +199,8 @@ export class Tensor {
     if (!this.isContiguous) {
       throw new ArgumentError("toHost", "a contiguous tensor", `strides [${this.strides}]`);
     }
-    this.device.stream.synchronize();
     const out = allocHost(this.dtype, this.numel);
-    copyDtoH(out as ArrayBufferView<ArrayBuffer>, this.ptr);
+    copyDtoH(out as ArrayBufferView<ArrayBuffer>, this.ptr, this.device.stream);
     return out;
   }
 
@@ -218,8 +217,7 @@ export class Tensor {
     if (raw.byteLength !== this.nbytes) {
       throw new ArgumentError("raw", `${this.nbytes} bytes`, `${raw.byteLength}`);
     }
-    this.device.stream.synchronize();
-    copyHtoD(this.ptr, raw as ArrayBufferView<ArrayBuffer>);
+    copyHtoD(this.ptr, raw as ArrayBufferView<ArrayBuffer>, this.device.stream);
   }
 
   /** Fill every byte with `byte` (asynchronous, on `stream`). 0xFF poisons fp8 / bf16 / f32 with NaN. */

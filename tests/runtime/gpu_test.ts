@@ -232,8 +232,8 @@ gpuTest("memory: pinned host buffers copy asynchronously both ways", () => {
   const copy = pin.bytes.slice();
   using t = Tensor.empty("u8", [n]);
   pin.copyToDeviceAsync(t.ptr);
+  Device.get().stream.synchronize(); // the copy reads the pinned pages until it completes
   pin.bytes.fill(0);
-  Device.get().stream.synchronize();
   pin.copyFromDeviceAsync(t.ptr);
   Device.get().stream.synchronize();
   assertExactlyEqual(pin.bytes, copy, "pinned round trip");
