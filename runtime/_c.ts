@@ -2,9 +2,17 @@
 
 const enc = new TextEncoder();
 
-/** NUL-terminated UTF-8 bytes of `s`. */
+/**
+ * NUL-terminated UTF-8 bytes of `s`, in an off-heap ArrayBuffer. Small typed arrays can live inside the
+ * V8 heap, where a garbage collection may move them: an address taken from one and read later (by a
+ * nonblocking FFI call on another thread) would then point at whatever moved in. Seen as NVRTC
+ * options read as garbage (ptxas's report missing from logs) under `deno test --parallel`.
+ */
 export function cstr(s: string): Uint8Array<ArrayBuffer> {
-  return enc.encode(s + "\0") as Uint8Array<ArrayBuffer>;
+  const b = enc.encode(s + "\0");
+  const out = new Uint8Array(new ArrayBuffer(b.length));
+  out.set(b);
+  return out;
 }
 
 /** Read a NUL-terminated string at `p` ("" for null). */
@@ -25,7 +33,7 @@ export function cstrArray(
   strings: readonly string[],
 ): { ptrs: BigUint64Array<ArrayBuffer>; keep: Uint8Array[] } {
   const keep = strings.map(cstr);
-  const ptrs = new BigUint64Array(Math.max(1, keep.length));
+  const ptrs = new BigUint64Array(new ArrayBuffer(8 * Math.max(1, keep.length))); // off-heap: see cstr
   keep.forEach((b, i) => (ptrs[i] = addressOf(b)));
   return { ptrs, keep };
 }

@@ -212,16 +212,22 @@ gpuTest(
 );
 
 gpuTest("memory: freed device memory is really freed (driver free-memory query)", () => {
+  // The free-memory count is process-wide: under `deno test --parallel` other test modules allocate
+  // at the same time, so the measurement is retried until one attempt is undisturbed.
   const d = Device.get();
   const size = 1 << 30;
-  const before = d.memInfo().free;
-  const t = Tensor.empty("u8", [size]);
-  const during = d.memInfo().free;
-  assert.ok(before - during >= size * 0.99, `allocation of 1 GiB moved free memory by ${before - during}`);
-  t.dispose();
-  const after = d.memInfo().free;
-  assert.ok(Math.abs(after - before) < 4 << 20, `after dispose free memory is ${before - after} bytes lower`);
-  assert.throws(() => t.ptr, /disposed/);
+  const failures: string[] = [];
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const before = d.memInfo().free;
+    const t = Tensor.empty("u8", [size]);
+    const during = d.memInfo().free;
+    t.dispose();
+    const after = d.memInfo().free;
+    assert.throws(() => t.ptr, /disposed/);
+    if (before - during >= size * 0.99 && Math.abs(after - before) < 4 << 20) return;
+    failures.push(`alloc moved free memory by ${before - during}, dispose left it ${before - after} lower`);
+  }
+  assert.fail(`never saw 1 GiB allocated and then freed: ${failures.join("; ")}`);
 });
 
 gpuTest("memory: pinned host buffers copy asynchronously both ways", () => {
