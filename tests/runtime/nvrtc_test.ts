@@ -38,7 +38,10 @@ compileTest("NVRTC reports its version and Hopper among its architectures", () =
 
 compileTest("an fp8 kernel compiles to a CUBIN for sm_89 and sm_90a with no spills", async () => {
   for (const arch of archsFor(89)) {
-    const r = await compileCuda(SAXPY.source, { arch, name: "saxpy.cu" });
+    let r = await compileCuda(SAXPY.source, { arch, name: "saxpy.cu" });
+    // Known flake: on the 16-core GPU host under `deno test --parallel`, NVRTC now and then returns an
+    // empty log for this tiny kernel (cubin intact). Compile once more before judging the report.
+    if (r.log.trim() === "") r = await compileCuda(SAXPY.source, { arch, name: "saxpy.cu" });
     assert.ok(r.cubin.length > 100);
     assert.equal(new TextDecoder().decode(r.cubin.subarray(1, 4)), "ELF", `${arch} cubin is an ELF image`);
     const rep = ptxasReport(r.log);
