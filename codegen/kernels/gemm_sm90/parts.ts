@@ -164,6 +164,24 @@ export function mathTileSetup(c: Sm90Config): string {
  * fin += (sa·sb)·acc in block mode, fin += acc otherwise (the scales are applied in the epilogue).
  * Variables: it, kb, wg, r0, lane, acc, fin (+ sbLo, sbHi, split in block mode).
  */
+/**
+ * One k-block's wgmma group of a math warpgroup into accumulator array `acc`: shared-memory descriptors
+ * of stage `s`, register fences around the group, BK/32 async m64nNk32 wgmmas, one commit. The caller
+ * waits for it (wgmma_wait) where its schedule wants to. Shared by steps c–g.
+ */
+export function wgmmaGroup(c: Sm90Config, acc: string): string {
+  return `const u64 da = desc_sw128(base + A_OFF + s * A_STAGE + wg * 64u * BK);
+        const u64 db = desc_sw128(base + B_OFF + s * B_STAGE);
+        #pragma unroll
+        for (int j = 0; j < BN / 2; ++j) fence_reg(${acc}[j]);
+        wgmma_fence();
+        #pragma unroll
+        for (u32 k = 0; k < BK / 32; ++k) wgmma_m64n${c.blockN}k32(${acc}, da + 2u * k, db + 2u * k, k);
+        wgmma_commit();
+        #pragma unroll
+        for (int j = 0; j < BN / 2; ++j) fence_reg(${acc}[j]);`;
+}
+
 export function mathKBlock(c: Sm90Config): string {
   const block = c.mode === "block";
   const twoBlocks = block && 128 % c.blockN !== 0;
@@ -196,16 +214,7 @@ export function mathKBlock(c: Sm90Config): string {
         const float a0 = sas[r0], a1 = sas[r0 + 8];`
       : ""
   }
-        const u64 da = desc_sw128(base + A_OFF + s * A_STAGE + wg * 64u * BK);
-        const u64 db = desc_sw128(base + B_OFF + s * B_STAGE);
-        #pragma unroll
-        for (int j = 0; j < BN / 2; ++j) fence_reg(acc[j]);
-        wgmma_fence();
-        #pragma unroll
-        for (u32 k = 0; k < BK / 32; ++k) wgmma_m64n${c.blockN}k32(acc, da + 2u * k, db + 2u * k, k);
-        wgmma_commit();
-        #pragma unroll
-        for (int j = 0; j < BN / 2; ++j) fence_reg(acc[j]);
+        ${wgmmaGroup(c, "acc")}
         wgmma_wait0();
         ${release}
         ${promote}

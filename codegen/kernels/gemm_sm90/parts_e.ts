@@ -8,6 +8,7 @@
  * @module
  */
 import { sm90Cluster, type Sm90Config } from "./config.ts";
+import { wgmmaGroup } from "./parts.ts";
 
 /** Device helpers only the deferred steps use (kept out of SM90_HELPERS so steps a–d stay byte-identical). */
 export const SM90_DEFERRED_HELPERS = String.raw`
@@ -99,16 +100,7 @@ export function deferredIssue(c: Sm90Config, p: number): string {
           mt_${p} = 0u;
           done = true;
         }
-        const u64 da = desc_sw128(base + A_OFF + s * A_STAGE + wg * 64u * BK);
-        const u64 db = desc_sw128(base + B_OFF + s * B_STAGE);
-        #pragma unroll
-        for (int j = 0; j < BN / 2; ++j) fence_reg(t${p}[j]);
-        wgmma_fence();
-        #pragma unroll
-        for (u32 k = 0; k < BK / 32; ++k) wgmma_m64n${c.blockN}k32(t${p}, da + 2u * k, db + 2u * k, k);
-        wgmma_commit();
-        #pragma unroll
-        for (int j = 0; j < BN / 2; ++j) fence_reg(t${p}[j]);
+        ${wgmmaGroup(c, `t${p}`)}
       }`;
 }
 

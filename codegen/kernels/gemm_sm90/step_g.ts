@@ -75,6 +75,7 @@ import {
   sm90Params,
   TILE_ORDER,
   watchdogPoison,
+  wgmmaGroup,
 } from "./parts.ts";
 import { deferredTmaEpilogue } from "./parts_e.ts";
 
@@ -117,16 +118,7 @@ export function leanKBlock(c: Sm90Config): string {
         ${
     pp ? "named_bar_sync(TURN + wg, 256u); // my turn: the other warpgroup's group is queued ahead" : ""
   }
-        const u64 da = desc_sw128(base + A_OFF + s * A_STAGE + wg * 64u * BK);
-        const u64 db = desc_sw128(base + B_OFF + s * B_STAGE);
-        #pragma unroll
-        for (int j = 0; j < BN / 2; ++j) fence_reg(acc[j]);
-        wgmma_fence();
-        #pragma unroll
-        for (u32 k = 0; k < BK / 32; ++k) wgmma_m64n${c.blockN}k32(acc, da + 2u * k, db + 2u * k, k);
-        wgmma_commit();
-        #pragma unroll
-        for (int j = 0; j < BN / 2; ++j) fence_reg(acc[j]);
+        ${wgmmaGroup(c, "acc")}
         ${pp ? "named_bar_arrive(TURN + (wg ^ 1u), 256u); // the other warpgroup may issue behind mine" : ""}
         ${
     block
