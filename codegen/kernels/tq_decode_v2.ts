@@ -41,6 +41,7 @@ import {
   groupStart,
   kdeqSource,
   magnitudeTables,
+  onlineSoftmaxTile,
   TQ_MMA_HELPERS,
 } from "./tq_decode_parts.ts";
 import { TQ_SPLIT_HELPERS, tqCheckDecodeGeometry, type TqDecodeKernelOptions } from "./tq_decode_simple.ts";
@@ -275,43 +276,7 @@ ${L.normCorrection ? "    float nacc[4] = {0.f, 0.f, 0.f, 0.f};" : ""}
 ${L.keyFp8 ? fp8ScoreLoop4() : centroidScoreLoop(L.normCorrection, kb)}
 
     // ---- online softmax (log2 domain) per head column; P' = P·s_token → f16 → movmatrix → B of Vᵀ·P'ᵀ
-    const bool ok0 = tb + g < t1, ok1 = tb + g + 8 < t1;
-    const float f0 = ${factor(`ldh(k0 + ${off.keyNorm})`, "nacc[0]")};
-    const float f1 = ${factor(`ldh(k1 + ${off.keyNorm})`, "nacc[2]")};
-    const float s0 = ldh(k0 + ${off.valueScale}), z0 = ldh(k0 + ${off.valueZero});
-    const float s1 = ldh(k1 + ${off.valueScale}), z1 = ldh(k1 + ${off.valueZero});
-    u32 pb[NT][2];
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      const float x00 = ok0 ? sacc[nt][0] * f0 : NINF, x01 = ok0 ? sacc[nt][1] * f0 : NINF;
-      const float x10 = ok1 ? sacc[nt][2] * f1 : NINF, x11 = ok1 ? sacc[nt][3] * f1 : NINF;
-      float mx0 = fmaxf(x00, x10), mx1 = fmaxf(x01, x11);
-#pragma unroll
-      for (int o = 4; o < 32; o <<= 1) {
-        mx0 = fmaxf(mx0, __shfl_xor_sync(FULL, mx0, o));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(FULL, mx1, o));
-      }
-      const float mn0 = fmaxf(mrun[nt][0], mx0), mn1 = fmaxf(mrun[nt][1], mx1);
-      const float ms0 = mn0 == NINF ? 0.f : mn0, ms1 = mn1 == NINF ? 0.f : mn1;
-      const float al0 = ex2(mrun[nt][0] - ms0), al1 = ex2(mrun[nt][1] - ms1);
-      const float p00 = ex2(x00 - ms0), p10 = ex2(x10 - ms0), p01 = ex2(x01 - ms1), p11 = ex2(x11 - ms1);
-      mrun[nt][0] = mn0;
-      mrun[nt][1] = mn1;
-      lrun[nt][0] = fmaf(lrun[nt][0], al0, p00 + p10);
-      lrun[nt][1] = fmaf(lrun[nt][1], al1, p01 + p11);
-      plo[nt][0] = fmaf(plo[nt][0], al0, fmaf(p00, z0, p10 * z1));
-      plo[nt][1] = fmaf(plo[nt][1], al1, fmaf(p01, z0, p11 * z1));
-      if (__any_sync(FULL, al0 != 1.f || al1 != 1.f)) {  // once the maxima settle, most tiles skip this
-#pragma unroll
-        for (int mt = 0; mt < NK; ++mt) {
-          oacc[nt][mt][0] *= al0; oacc[nt][mt][1] *= al1; oacc[nt][mt][2] *= al0; oacc[nt][mt][3] *= al1;
-        }
-        one[nt][0] *= al0; one[nt][1] *= al1; one[nt][2] *= al0; one[nt][3] *= al1;
-      }
-      pb[nt][0] = movtrans(pack_h2(p00 * s0, p01 * s0));
-      pb[nt][1] = movtrans(pack_h2(p10 * s1, p11 * s1));
-    }
-
+${onlineSoftmaxTile(factor, off, "ex2")}
     // ---- Oᵀ[d][head] += (1024 + code·2^p)[d][token] · P'ᵀ[token][head]
     {
       ${valueLoop(vb)}
