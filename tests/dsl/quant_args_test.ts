@@ -3,8 +3,9 @@
  * each error checked for the JSON path it names.
  */
 import assert from "node:assert/strict";
+import { throwsAt as sharedThrowsAt } from "./_config_errors.ts";
 import {
-  ConfigError,
+  type ConfigError,
   describeQuantArgs,
   parseQuantArgs,
   quantArgs,
@@ -12,14 +13,10 @@ import {
 } from "../../dsl/quant/mod.ts";
 
 /** Assert `fn` throws a ConfigError whose path is `path` and whose message contains `text`. */
+/** The shared check, plus: args errors lead with their path. */
 function throwsAt(fn: () => unknown, path: string, text: string): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof ConfigError, `expected ConfigError, got ${e}`);
-    assert.equal(e.path, path);
-    assert.ok(e.message.startsWith(`${path}: `), e.message);
-    assert.ok(e.message.includes(text), `"${e.message}" should contain "${text}"`);
-    return true;
-  });
+  sharedThrowsAt(fn, path, text);
+  assert.throws(fn, (e: unknown) => (e as Error).message.startsWith(`${path}: `));
 }
 
 Deno.test("QuantArgs: an empty object takes compressed-tensors' defaults", () => {

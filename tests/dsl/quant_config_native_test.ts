@@ -4,27 +4,14 @@
  * quantization config sits in config.json.
  */
 import assert from "node:assert/strict";
+import { throwsAt } from "./_config_errors.ts";
 import {
-  ConfigError,
+  type ConfigError,
   findQuantizationConfig,
   parseHfQuantConfig,
   parseQuantConfig,
   UnsupportedConfigError,
 } from "../../dsl/quant/mod.ts";
-
-function throwsAt(
-  fn: () => unknown,
-  path: string,
-  text: string,
-  cls: typeof ConfigError = ConfigError,
-): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof cls, `expected ${cls.name}, got ${e}`);
-    assert.equal((e as ConfigError).path, path);
-    assert.ok((e as Error).message.includes(text), `"${(e as Error).message}" should contain "${text}"`);
-    return true;
-  });
-}
 
 Deno.test("native fp8: block config normalizes onto FP8_BLOCK with [bn, bk] orientation", () => {
   const cfg = parseQuantConfig({

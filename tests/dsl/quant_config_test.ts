@@ -4,26 +4,13 @@
  * Native fp8 / ModelOpt / refused methods: quant_config_native_test.ts.
  */
 import assert from "node:assert/strict";
+import { throwsAt } from "./_config_errors.ts";
 import {
-  ConfigError,
+  type ConfigError,
   parseHfQuantConfig,
   parseQuantConfig,
   UnsupportedConfigError,
 } from "../../dsl/quant/mod.ts";
-
-function throwsAt(
-  fn: () => unknown,
-  path: string,
-  text: string,
-  cls: typeof ConfigError = ConfigError,
-): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof cls, `expected ${cls.name}, got ${e}`);
-    assert.equal((e as ConfigError).path, path);
-    assert.ok((e as Error).message.includes(text), `"${(e as Error).message}" should contain "${text}"`);
-    return true;
-  });
-}
 
 const ct = (extra: Record<string, unknown> = {}) => ({
   quant_method: "compressed-tensors",

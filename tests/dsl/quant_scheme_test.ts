@@ -2,8 +2,9 @@
  * QuantScheme rules (quant-spec §1.2) and the preset table (§1.3), checked field by field against the spec.
  */
 import assert from "node:assert/strict";
+import { throwsAt } from "./_config_errors.ts";
 import {
-  ConfigError,
+  type ConfigError,
   isActivationQuantizationFormat,
   isPresetName,
   parseQuantScheme,
@@ -15,15 +16,6 @@ import {
   quantScheme,
   W8A16_LEGACY,
 } from "../../dsl/quant/mod.ts";
-
-function throwsAt(fn: () => unknown, path: string, text: string): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof ConfigError, `expected ConfigError, got ${e}`);
-    assert.equal(e.path, path);
-    assert.ok(e.message.includes(text), `"${e.message}" should contain "${text}"`);
-    return true;
-  });
-}
 
 /** The spec's fields of one args object (defaults elided by the spec filled in here). */
 function fields(a: QuantArgs | null): Record<string, unknown> | null {
