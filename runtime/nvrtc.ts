@@ -15,7 +15,7 @@ import { NVRTC_SYMBOLS } from "./_ffi_nvrtc.ts";
 import { NVRTC_LIB, openLibrary } from "./_lib.ts";
 import { cstr, cstrArray, readCString } from "./_c.ts";
 import { CompileError, NvrtcError } from "./errors.ts";
-import { debug, env } from "./env.ts";
+import { debug } from "./env.ts";
 
 type NvrtcLib = Deno.DynamicLibrary<typeof NVRTC_SYMBOLS>;
 
@@ -104,33 +104,8 @@ export function nvrtcOptions(arch: string, extra: readonly string[] = []): strin
   ];
 }
 
-/**
- * One NVRTC compilation at a time per machine: concurrent compilations in one process (workers under
- * `deno test --parallel` on a 16-core host) now and then came back with ptxas's --verbose report missing
- * from the log, and the compile tier reads that report. An exclusive lock (flock) on a file in the
- * temp directory serializes them across workers and processes; without write access, no lock.
- */
-async function compileLock(): Promise<Deno.FsFile | undefined> {
-  try {
-    const f = await Deno.open(`${env("TMPDIR") ?? "/tmp"}/kiln-nvrtc.lock`, { create: true, write: true });
-    await f.lock(true);
-    return f;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Compile `source` to a CUBIN. Throws {@linkcode CompileError} with the log and source excerpts on failure. */
 export async function compileCuda(source: string, opts: CompileOptions): Promise<CompileResult> {
-  const lock = await compileLock();
-  try {
-    return await compileUnlocked(source, opts);
-  } finally {
-    lock?.close(); // closing the file releases the lock
-  }
-}
-
-async function compileUnlocked(source: string, opts: CompileOptions): Promise<CompileResult> {
   const { lib } = nvrtcLib();
   const s = lib.symbols;
   const t0 = performance.now();
