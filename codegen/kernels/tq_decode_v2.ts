@@ -338,7 +338,7 @@ ${
   if (!__shfl_sync(FULL, last, 0)) return;
   __threadfence();
   if (lane == 0) counters[(long long)b * HK + h] = 0;   // ready for the next launch (graph replays)
-${mergeSource(D, toOut)}
+${mergeSource(D, toOut, G)}
 }
 `;
   return {

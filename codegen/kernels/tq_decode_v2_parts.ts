@@ -187,11 +187,80 @@ export function valueLoop(vb: number): string {
 }
 
 /**
- * C text of the in-kernel merge (the last warp of a (sequence, KV head)): per query head, lane j owns
- * dims [j·D/32, (j+1)·D/32); weights 2^(lse_s − M) one split per lane, shuffled out; partials read
- * through L2 (`ld.global.cg`: other SMs wrote them).
+ * C text of the in-kernel merge (the last warp of a (sequence, KV head)). When G divides 32 and a lane's
+ * share of the G·D outputs is whole float4s (≤ 16 floats), the G heads merge at once: lanes
+ * `col·LPH … col·LPH + LPH − 1` own head `col`, each a D/LPH slice; every split's partials of all heads
+ * are requested together (LPH splits per round, weights 2^(lse_s − M) shuffled inside the head's
+ * lanes), so the merge costs ~1 + 2·S/LPH L2 round trips instead of G·(2 + S/4) one head after the other
+ * (S = 16, G = 4: 5 instead of 24 — ~15 µs of a B 16 × 8k call was this tail). Otherwise one head at a
+ * time, lane j owning dims [j·D/32, (j+1)·D/32). Partials are read through L2 (`ld.global.cg`: other
+ * SMs wrote them).
  */
-export function mergeSource(D: number, toOut: string): string {
+export function mergeSource(D: number, toOut: string, G = 0): string {
+  const LPH = G > 0 && 32 % G === 0 ? 32 / G : 0, PER = LPH ? D / LPH : 0;
+  if (LPH && PER % 4 === 0 && PER <= 16) return mergeParallel(toOut, LPH, PER);
+  return mergeSerial(D, toOut);
+}
+
+/** The all-heads-at-once merge of {@linkcode mergeSource}: LPH lanes per head, PER floats per lane. */
+function mergeParallel(toOut: string, LPH: number, PER: number): string {
+  const n4 = PER / 4;
+  const xors: number[] = [];
+  for (let o = 1; o < LPH; o <<= 1) xors.push(o);
+  const red = (v: string, op: string) =>
+    xors.map((o) => `${v} = ${op}(${v}, __shfl_xor_sync(FULL, ${v}, ${o}));`).join(" ");
+  const stores = Array.from(
+    { length: PER / 2 },
+    (_, i) =>
+      `ow[${i}] = (u32)${toOut}(acc[${2 * i}] * inv) | ((u32)${toOut}(acc[${2 * i + 1}] * inv) << 16);`,
+  ).join(" ");
+  const wr = PER === 4
+    ? "*(uint2*)(out + row * D + d0) = make_uint2(ow[0], ow[1]);"
+    : Array.from({ length: PER / 8 }, (_, i) =>
+      `*(uint4*)(out + row * D + d0 + ${8 * i}) = make_uint4(ow[${4 * i}], ow[${4 * i + 1}], ow[${
+        4 * i + 2
+      }], ow[${4 * i + 3}]);`).join(" ");
+  return `  {
+    const int col = lane / ${LPH}, sub = lane % ${LPH}, d0 = sub * ${PER};   // head col, dims d0 … d0 + ${
+    PER - 1
+  }
+    const long long row = (long long)b * Hq + h * G + col;
+    const float* lse = part_lse + row * S;
+    float M = NINF;
+    for (int s = sub; s < S; s += ${LPH}) M = fmaxf(M, __ldcg(lse + s));
+    ${red("M", "fmaxf")}
+    float acc[${PER}], den = 0.f;
+#pragma unroll
+    for (int i = 0; i < ${PER}; ++i) acc[i] = 0.f;
+    for (int s0 = 0; s0 < S; s0 += ${LPH}) {
+      const float ws = s0 + sub < S && M != NINF ? ex2(__ldcg(lse + s0 + sub) - M) : 0.f;
+      den += ws;
+#pragma unroll
+      for (int j = 0; j < ${LPH}; ++j) {
+        const float w = __shfl_sync(FULL, ws, j, ${LPH});
+        if (s0 + j < S) {
+          const float4* po = (const float4*)(part_o + (row * S + s0 + j) * D + d0);
+${
+    Array.from({ length: n4 }, (_, i) =>
+      `          { const float4 x = __ldcg(po + ${i}); acc[${4 * i}] = fmaf(w, x.x, acc[${4 * i}]); acc[${
+        4 * i + 1
+      }] = fmaf(w, x.y, acc[${4 * i + 1}]); acc[${4 * i + 2}] = fmaf(w, x.z, acc[${4 * i + 2}]); acc[${
+        4 * i + 3
+      }] = fmaf(w, x.w, acc[${4 * i + 3}]); }`).join("\n")
+  }
+        }
+      }
+    }
+    ${red("den", "__fadd_rn")}
+    const float inv = den > 0.f ? 1.f / den : 0.f;
+    u32 ow[${PER / 2}];
+    ${stores}
+    ${wr}
+  }`;
+}
+
+/** One head after the other (G not dividing 32, or a lane's share not whole float4s). */
+function mergeSerial(D: number, toOut: string): string {
   const V = D / 32;
   const loads = V % 4 === 0
     ? Array.from(
