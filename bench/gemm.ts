@@ -19,12 +19,19 @@
  * M ≤ 16 (kernel ≈ 1 µs of first-load latency + bytes / 4 TB/s + 0.1 µs per tile epilogue, see
  * `smallMStreamModelUs`): 8.4, 4.8, 10.5, 4.9, 30.5 and ~2.3 µs + the graph gap per call.
  *
+ * Programmatic dependent launch (sm_90): the small-M kernels are PDL kernels (their first weight loads go
+ * out while the kernel before them runs). `µs` is the default (PDL on); `µs no-PDL` replays the same
+ * graph of the same kernels launched the plain way, in the same run. A second table times fp8Linear
+ * (group quant + GEMM, two launches per call, graph of 20 calls) at M = 1, 4, 16 with PDL on / off.
+ * Predicted (see gemm_small_m_stream.ts): ~1 µs saved per GEMM call after a GEMM, ~1.2 µs per fp8Linear.
+ *
  * Each kernel is validated (sampled rows and columns, float64 reference, poisoned output) before timing.
  * @module
  */
 import { Device, Event, Graph, jit, spin, Tensor, timeKernel } from "../mod.ts";
 import type { KernelSource } from "../codegen/kernel_source.ts";
 import { type GemmBackendChoice, prepareBlockScaledMatmul } from "../ops/block_matmul.ts";
+import { benchFp8Linear } from "./_gemm_fp8_linear.ts";
 import { Rng } from "../testing/random.ts";
 import { checkOutput, hostProblem, sampleCols, SampledReference } from "../tests/ops/_gemm_data.ts";
 import { copyBandwidth, pct, printTable, type Row, runPeer } from "./_util.ts";
@@ -54,7 +61,7 @@ const EMPTY: KernelSource = {
 };
 
 /** Mean µs per call of `calls` launches of `fn` captured in one graph and replayed (median of 3). */
-async function graphUs(fn: (i: number) => void, calls = GRAPH_CALLS): Promise<number> {
+export async function graphUs(fn: (i: number) => void, calls = GRAPH_CALLS): Promise<number> {
   const dev = Device.get();
   using g = Graph.capture(() => {
     for (let i = 0; i < calls; i++) fn(i);
@@ -126,16 +133,22 @@ export async function bench(backend: GemmBackendChoice = "auto"): Promise<void> 
         smallM: 2,
         device,
       });
-      type Run = { M: number; kernel: string; run: (b: Tensor, out: Tensor) => void };
+      type Run = {
+        M: number;
+        kernel: string;
+        pdl: boolean;
+        run: (b: Tensor, out: Tensor, pdl?: boolean) => void;
+      };
       const of = (g: typeof gemm, M: number): Run => ({
         M,
         kernel: kernelTag(g.variantFor(M)),
-        run: (b, out) => g.run(a, sa, b, sb, { m: M, out }),
+        pdl: device.info.cc >= 90 && /^gemm_smallm2?_block/.test(g.variantFor(M)),
+        run: (b, out, pdl) => g.run(a, sa, b, sb, { m: M, out, pdl }),
       });
       const runs: Run[] = GEMM_MS.flatMap((M) =>
         ALT_MS.includes(M) ? [of(gemm, M), of(alt, M)] : [of(gemm, M)]
       );
-      for (const { M, kernel, run } of runs) {
+      for (const { M, kernel, pdl, run } of runs) {
         using out = Tensor.empty("bf16", [M, N]);
         const shape = `${M}x${N}x${K}`;
         try {
@@ -146,6 +159,7 @@ export async function bench(backend: GemmBackendChoice = "auto"): Promise<void> 
           const call = (i: number) => run(bs[i % sets], out);
           const ev = (await timeKernel(call, { warmup: 5, reps: 40 })).medianUs;
           const us = await graphUs(call);
+          const plainUs = pdl ? await graphUs((i) => run(bs[i % sets], out, false)) : undefined;
           const bw = (N * K) / (us * 1e-6);
           const pr = peerUs.get(shape);
           rows.push({
@@ -153,6 +167,8 @@ export async function bench(backend: GemmBackendChoice = "auto"): Promise<void> 
             kernel,
             "ev µs": ev.toFixed(2),
             "µs": us.toFixed(2),
+            "µs no-PDL": plainUs ? plainUs.toFixed(2) : "—",
+            "PDL gain": plainUs ? `${(plainUs - us).toFixed(2)}` : "—",
             "TB/s": (bw / 1e12).toFixed(2),
             "% copy": pct(bw, copy),
             "TFLOP/s": ((2 * M * N * K) / (us * 1e-6) / 1e12).toPrecision(3),
@@ -184,6 +200,7 @@ export async function bench(backend: GemmBackendChoice = "auto"): Promise<void> 
     console.log(`* peer refused this M (${refusal}); timed at M padded to a multiple of 4, as vLLM pads.`);
   }
   if (peer?.torch) console.log(`peer: torch ${peer.torch}, ${peer.device}; graph replay, mean per call`);
+  if (backend === "auto") await benchFp8Linear(copy, graphUs);
 }
 
 if (import.meta.main) await bench(Deno.args.includes("--mma") ? "mma" : "auto");

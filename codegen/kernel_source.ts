@@ -38,6 +38,24 @@ export interface KernelSource {
   /** Thread-block cluster shape; launches go through cuLaunchKernelEx when set. */
   readonly cluster?: readonly [number, number, number];
   /**
+   * Programmatic dependent launch (sm_90+): the runtime launches with programmatic stream serialization,
+   * so the kernel's CTAs may start while the previous kernel in the stream is still running. The kernel
+   * must then follow the PDL rule (`codegen/kernels/_pdl.ts` has the helpers):
+   * - before its `griddepcontrol.wait` it may only read memory that no kernel in flight writes (weights,
+   *   their scales, a bias: constants written before the stream's work was queued) and it writes NOTHING
+   *   to global memory — not even a buffer it alone owns, since a kernel still running may be reading it
+   *   (the quant of layer l+1 overwrites the A buffer the GEMM of layer l is reading);
+   * - after the wait it reads what a predecessor produced with coherent loads only (`ld.global`, never
+   *   `ld.global.nc` / `__ldg` / a `const __restrict__` dereference: ptxas moves non-coherent loads
+   *   across the wait);
+   * - `griddepcontrol.launch_dependents` early lets the next kernel start (a PDL kernel after it waits
+   *   anyway); on sm_80/89 both instructions are compiled out.
+   * A dependent started early reads its constants before the wait, and the kernel before it may itself
+   * have started early: so weights must be complete before anything in flight in the stream (write them,
+   * synchronize, then run). `LaunchOptions.pdl = false` launches a pdl kernel the plain way.
+   */
+  readonly pdl?: boolean;
+  /**
    * Lowest compute capability the kernel runs on, as major*10+minor (80, 89, 90). When `archSpecific`
    * is true the kernel uses sm_90a-only instructions (wgmma, setmaxnreg) and is compiled for `sm_XXa`.
    */

@@ -48,8 +48,11 @@ export interface GemmLaunchArgs extends GemmInputs {
   readonly ldc: number;
 }
 
-/** Queue one GEMM (synchronous, no host sync, no allocation). */
-export type GemmRunner = (args: GemmLaunchArgs, stream?: Stream) => void;
+/**
+ * Queue one GEMM (synchronous, no host sync, no allocation). `pdl` false launches a kernel built for
+ * programmatic dependent launch the plain way (runners of kernels without PDL ignore it).
+ */
+export type GemmRunner = (args: GemmLaunchArgs, stream?: Stream, pdl?: boolean) => void;
 
 /** A kernel choice for a range of M: compiled once by `prepare`, then run many times. */
 export interface GemmVariant {
@@ -101,6 +104,8 @@ function sm90Serves(op: BlockMatmulOp, device: Device): boolean {
  *    75.9 µs on the v2 small-M kernel, 32×24576×1536 15.4 vs 21.3 µs): the TMA + wgmma kernel (A-scale
  *    stride P a multiple of 4, contiguous A and out);
  * 3. M ≤ 64: the v1 small-M kernel (`smallM` = 1, default), or with `smallM` = 2 and M ≤ 32 the v2 one;
+ *    in block mode both are programmatic-dependent-launch kernels (sm_90: their first weight loads are
+ *    issued while the previous kernel of the stream — fp8Linear's group quant — still runs);
  * 4. above: the tiled mma.sync kernel.
  *
  * @example
@@ -154,7 +159,7 @@ export function mmaVariant(
     rowAlign: 1,
     async prepare(device) {
       const k = await jit(ks, { device });
-      return (g, stream) => k.launch(grid, pack(g), { stream });
+      return (g, stream, pdl) => k.launch(grid, pack(g), { stream, pdl: pdl === false ? false : undefined });
     },
   });
   if (smallM === 2 && M <= SMALL_M_STREAM_MAX) {
@@ -255,20 +260,23 @@ export class PreparedBlockMatmul {
   /**
    * `out = A·Bᵀ` with scales (+ bias): checks every shape, dtype, stride and alignment, then launches one
    * kernel. `m` (default `a.shape[0]`) is the number of real rows when A is row-padded; only rows < m of
-   * `out` are written. `out` (default: a new `[m, N]` tensor) may be a row-strided view.
+   * `out` are written. `out` (default: a new `[m, N]` tensor) may be a row-strided view. `pdl: false`
+   * launches a programmatic-dependent-launch kernel (small M, block mode) the plain way: B and its
+   * scales are read before the kernel waits for its predecessor, so they must not be written by
+   * anything still in flight in the stream (see `KernelSource.pdl`).
    */
   run(
     a: Tensor,
     aScales: Tensor,
     b: Tensor,
     bScales: Tensor,
-    opts: { m?: number; bias?: Tensor; out?: Tensor; stream?: Stream } = {},
+    opts: { m?: number; bias?: Tensor; out?: Tensor; stream?: Stream; pdl?: boolean } = {},
   ): Tensor {
     const inputs = checkGemmInputs(this.op, { a, aScales, b, bScales, bias: opts.bias }, opts.m);
     const bucket = this.#bucket(inputs.M);
     const out = opts.out ?? Tensor.empty(this.op.outDtype, [inputs.M, this.op.N], { device: this.device });
     const ldc = checkGemmOut(this.op, out, inputs.M);
-    bucket.run({ ...inputs, a, aScales, b, bScales, bias: opts.bias, out, ldc }, opts.stream);
+    bucket.run({ ...inputs, a, aScales, b, bScales, bias: opts.bias, out, ldc }, opts.stream, opts.pdl);
     return out;
   }
 }

@@ -55,7 +55,8 @@ export class Fp8BlockWeight {
 /**
  * Quantize a bf16/f16 weight `[N, K]` to FP8 blocks on the GPU (one launch): `s = max(amax, eps)/448` per
  * 128×128 block (`ue8m0`: rounded up to a power of two), `q = e4m3(w/s)`; bit-exact with
- * `quantizeWeightBlocks` in `dsl/ops/block_matmul.ts`.
+ * `quantizeWeightBlocks` in `dsl/ops/block_matmul.ts`. The stream is synchronized before the promise
+ * resolves: the weight is complete when it is returned (the PDL GEMM reads weights early).
  *
  * @example
  * ```ts ignore
@@ -80,6 +81,9 @@ export async function quantizeWeightFp8Block(
   const q = Tensor.empty("fp8e4m3", [N, K], { device: w.device });
   const s = Tensor.empty("f32", [Math.ceil(N / 128), Math.ceil(K / 128)], { device: w.device });
   k.launch(weightQuantGrid(N, K), [w, q, s, N, K, opts.eps ?? 1e-4], { stream: opts.stream });
+  // Complete before it is used: the small-M GEMM is a PDL kernel that reads its weights before it waits
+  // for the kernels ahead of it in the stream.
+  (opts.stream ?? w.device.stream).synchronize();
   return new Fp8BlockWeight(q, s);
 }
 
@@ -101,6 +105,13 @@ export interface Fp8LinearOptions {
   mValues?: readonly number[];
   /** Power-of-two activation scales (DeepSeek V3.2 `scale_fmt: ue8m0`). */
   ue8m0?: boolean;
+  /**
+   * Programmatic dependent launch of the group quant (default true; the small-M GEMM is always built
+   * for it): on sm_90 the GEMM's CTAs start and issue their first weight loads while the quant runs.
+   * Weights must then be complete before `run` is queued (see `KernelSource.pdl`); `run(..., { pdl:
+   * false })` launches both kernels the plain way.
+   */
+  pdl?: boolean;
   backend?: GemmBackendChoice;
   device?: Device;
 }
@@ -129,12 +140,13 @@ export class PreparedFp8Linear {
 
   /**
    * `y = x·Wᵀ (+ bias)`: x `[M, K]` (M ≤ maxM) → y `[M, N]` (a new tensor, or `out`, which may be a
-   * row-strided view). Two launches on `stream`; nothing is allocated when `out` is given.
+   * row-strided view). Two launches on `stream`; nothing is allocated when `out` is given. `pdl: false`
+   * launches both without programmatic dependent launch (same kernels, same results).
    */
   run(
     x: Tensor,
     weight: Fp8BlockWeight,
-    opts: { out?: Tensor; bias?: Tensor; stream?: Stream } = {},
+    opts: { out?: Tensor; bias?: Tensor; stream?: Stream; pdl?: boolean } = {},
   ): Tensor {
     const { N, K } = this.options;
     if (x.rank !== 2 || x.shape[1] !== K) throw new ArgumentError("x", `a [M, ${K}] tensor`, `${x}`);
@@ -156,12 +168,13 @@ export class PreparedFp8Linear {
     }, M);
     const out = opts.out ?? Tensor.empty(this.gemm.op.outDtype, [M, N], { device: this.gemm.device });
     checkGemmOut(this.gemm.op, out, M);
-    this.quant.run(x, { q, scales }, { stream: opts.stream });
+    this.quant.run(x, { q, scales }, { stream: opts.stream, pdl: opts.pdl });
     return this.gemm.run(q, scales, weight.weight, weight.scales, {
       m: M,
       bias: opts.bias,
       out,
       stream: opts.stream,
+      pdl: opts.pdl,
     });
   }
 
@@ -210,6 +223,7 @@ export async function prepareFp8Linear(o: Fp8LinearOptions): Promise<PreparedFp8
     scaleLayout: "mmajor",
     ue8m0: o.ue8m0 ?? false,
     inputDtype: o.inDtype ?? "bf16",
+    pdl: o.pdl ?? true,
     device,
   });
   return new PreparedFp8Linear(o, maxM, gemm, quant);

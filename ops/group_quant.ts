@@ -45,6 +45,12 @@ export interface PrepareGroupQuantOptions extends GroupQuantOptions {
   device?: Device;
   /** Override the family's schedule (tuning, tests). */
   schedule?: Schedule;
+  /**
+   * Build the programmatic-dependent-launch form (default false): on sm_90 the kernel lets the next
+   * kernel (the GEMM, in fp8Linear) start streaming its weights while it runs, and waits for the
+   * previous kernel before its first read or write. See `KernelSource.pdl`.
+   */
+  pdl?: boolean;
 }
 
 /** Output buffers (preallocate them to reuse them across calls or capture a graph). */
@@ -68,6 +74,8 @@ export interface GroupQuantRunOptions {
   /** Tokens per expert (i32 `[E]`, masked variant). */
   maskedM?: Tensor;
   stream?: Stream;
+  /** false: launch a `pdl`-prepared quantizer the plain way. */
+  pdl?: boolean;
 }
 
 /** A compiled group quantizer. */
@@ -163,7 +171,7 @@ export async function prepareGroupQuant(opts: PrepareGroupQuantOptions): Promise
     if (e instanceof GroupQuantOptionError) fail(e.option, e.expected, e.got);
     throw e;
   }
-  const rk = groupQuantKernel(spec, opts.schedule);
+  const rk = groupQuantKernel(spec, opts.schedule, { pdl: opts.pdl });
   const kernel = await jit(rk.source, { device: opts.device });
   const boundMasked = opts.maskedM instanceof Tensor ? opts.maskedM : undefined;
   const W = spec.fuseSiluMul ? 2 * spec.K : spec.K;
@@ -230,7 +238,7 @@ export async function prepareGroupQuant(opts: PrepareGroupQuantOptions): Promise
       scales: o.scales,
       maskedM,
     });
-    kernel.launch(grid, args, { stream: ro.stream });
+    kernel.launch(grid, args, { stream: ro.stream, pdl: ro.pdl === false ? false : undefined });
     return { q: o.q, scales: o.scales, m, mPad };
   };
 

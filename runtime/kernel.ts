@@ -1,6 +1,7 @@
 /**
  * A loaded kernel: a CUBIN module, its entry function, and a reusable argument buffer.
- * `launch` packs arguments in place and calls `cuLaunchKernel` (or `cuLaunchKernelEx` for clusters).
+ * `launch` packs arguments in place and calls `cuLaunchKernel`, or `cuLaunchKernelEx` for clusters and
+ * for programmatic dependent launch (a `pdl` kernel on a device of compute capability ≥ 9.0).
  *
  * @module
  */
@@ -13,6 +14,7 @@ import { type Arg, ArgPacker } from "./launch.ts";
 import { LaunchError, LoadError } from "./errors.ts";
 import type { CudaError } from "./errors.ts";
 import { debugLevel } from "./env.ts";
+import { LAUNCH_CONFIG_BYTES, launchConfigBuffer, writeLaunchConfig } from "./launch_config.ts";
 
 /** Grid as a block count or [x, y, z]. */
 export type Grid = number | readonly [number, number, number];
@@ -22,6 +24,13 @@ export interface LaunchOptions {
   stream?: Stream;
   block?: readonly [number, number, number];
   sharedBytes?: number;
+  /**
+   * Programmatic dependent launch for this call. Default: on when the kernel's source declares `pdl`
+   * and the device is sm_90+. `false` forces a plain launch (the kernel's `griddepcontrol` instructions
+   * are then no-ops); `true` on a kernel that does not declare `pdl` is a {@linkcode LaunchError}: without
+   * a `griddepcontrol.wait` in its code nothing would order it after the previous kernel.
+   */
+  pdl?: boolean;
 }
 
 /** A CUDA module loaded from a CUBIN (several kernels may share one). */
@@ -63,7 +72,9 @@ export class LoadedKernel {
   readonly registers: number;
   readonly localBytes: number;
   #smemSet = 48 * 1024;
-  #cfg?: { buf: Uint8Array<ArrayBuffer>; view: DataView };
+  #cfg?: { buf: Uint8Array<ArrayBuffer>; attrs: bigint };
+  /** The source declares `pdl` and the device runs it (cc ≥ 9.0). */
+  readonly #pdl: boolean;
 
   constructor(readonly source: KernelSource, readonly module: Module, readonly arch: string) {
     this.fn = module.function(source.entry);
@@ -71,6 +82,12 @@ export class LoadedKernel {
     this.registers = this.#attr(FUNC_ATTR.NUM_REGS);
     this.localBytes = this.#attr(FUNC_ATTR.LOCAL_SIZE_BYTES);
     if (source.sharedBytes > this.#smemSet) this.#raiseShared(source.sharedBytes);
+    this.#pdl = source.pdl === true && module.device.info.cc >= 90;
+  }
+
+  /** Whether a launch without options uses programmatic dependent launch here. */
+  get pdl(): boolean {
+    return this.#pdl;
   }
 
   get name(): string {
@@ -154,60 +171,66 @@ export class LoadedKernel {
     const b = opts?.block ?? this.source.block;
     const smem = opts?.sharedBytes ?? this.source.sharedBytes;
     if (smem > this.#smemSet) this.#raiseShared(smem);
+    if (opts?.pdl === true && !this.source.pdl) {
+      throw new LaunchError(
+        `${this.name} does not declare pdl (no griddepcontrol.wait): launch it without pdl`,
+      );
+    }
+    const pdl = this.#pdl && opts?.pdl !== false;
     this.packer.pack(args);
     const stream = (opts?.stream ?? this.device.stream).handle;
     const cu = driver();
+    const ex = this.source.cluster !== undefined || pdl;
     let rc: number;
-    if (this.source.cluster) {
-      rc = cu.cuLaunchKernelEx(this.#config(gx, gy, gz, b, smem, stream), this.fn, null, this.packer.extra);
+    if (ex) {
+      rc = cu.cuLaunchKernelEx(
+        this.#config(gx, gy, gz, b, smem, stream, pdl),
+        this.fn,
+        null,
+        this.packer.extra,
+      );
     } else {
       rc = cu.cuLaunchKernel(this.fn, gx, gy, gz, b[0], b[1], b[2], smem, stream, null, this.packer.extra);
     }
     if (rc !== 0) {
       try {
-        check(rc, this.source.cluster ? "cuLaunchKernelEx" : "cuLaunchKernel");
+        check(rc, ex ? "cuLaunchKernelEx" : "cuLaunchKernel");
       } catch (e) {
         const err = e as CudaError;
         throw new LaunchError(
           `launch of ${this.name} (grid [${gx}, ${gy}, ${gz}], block [${b}], ${smem} B shared, ` +
-            `${this.registers} registers) failed: ${err.message}`,
+            `${this.registers} registers${pdl ? ", pdl" : ""}) failed: ${err.message}`,
           { cause: e },
         );
       }
     }
   }
 
-  /** CUlaunchConfig + one CUlaunchAttribute (cluster dimension), built once and rewritten in place. */
+  /** CUlaunchConfig + its attributes (cluster, PDL), one buffer per kernel rewritten in place. */
   #config(
     gx: number,
     gy: number,
     gz: number,
-    b: readonly number[],
+    b: readonly [number, number, number],
     smem: number,
     stream: Deno.PointerValue,
+    pdl: boolean,
   ): Uint8Array<ArrayBuffer> {
     if (!this.#cfg) {
-      const buf = new Uint8Array(new ArrayBuffer(56 + 72));
-      const view = new DataView(buf.buffer);
-      const c = this.source.cluster!;
-      view.setUint32(56, 4, true); // CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
-      view.setUint32(64, c[0], true);
-      view.setUint32(68, c[1], true);
-      view.setUint32(72, c[2], true);
-      const attrsAddr = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf))) + 56n;
-      view.setBigUint64(40, attrsAddr, true);
-      view.setUint32(48, 1, true);
-      this.#cfg = { buf, view };
+      const buf = launchConfigBuffer();
+      this.#cfg = {
+        buf,
+        attrs: BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf))) + BigInt(LAUNCH_CONFIG_BYTES),
+      };
     }
-    const v = this.#cfg.view;
-    v.setUint32(0, gx, true);
-    v.setUint32(4, gy, true);
-    v.setUint32(8, gz, true);
-    v.setUint32(12, b[0], true);
-    v.setUint32(16, b[1], true);
-    v.setUint32(20, b[2], true);
-    v.setUint32(24, smem, true);
-    v.setBigUint64(32, BigInt(Deno.UnsafePointer.value(stream)), true);
+    writeLaunchConfig(this.#cfg.buf, {
+      grid: [gx, gy, gz],
+      block: b,
+      sharedBytes: smem,
+      stream: BigInt(Deno.UnsafePointer.value(stream)),
+      cluster: this.source.cluster,
+      pdl,
+    }, this.#cfg.attrs);
     return this.#cfg.buf;
   }
 }

@@ -27,6 +27,7 @@
 import { groupQuantProgram, type GroupQuantSpec } from "../../dsl/ops/group_quant.ts";
 import { renderRowKernel, type RowKernel } from "../expr/render.ts";
 import type { Schedule } from "../expr/schedule.ts";
+import { withPdl } from "./_pdl.ts";
 
 /** The schedule the family uses for a spec. */
 export function groupQuantSchedule(spec: GroupQuantSpec): Schedule {
@@ -64,8 +65,28 @@ export function groupQuantSchedule(spec: GroupQuantSpec): Schedule {
   return { vec, lanes, chunks: G / (lanes * vec), threads: lanes };
 }
 
-/** Render the kernel of a spec (the same program the interpreter runs). */
-export function groupQuantKernel(spec: GroupQuantSpec, schedule?: Schedule): RowKernel {
+/**
+ * Render the kernel of a spec (the same program the interpreter runs). With `pdl` it is the programmatic
+ * dependent launch form (`_pdl` names, see `_pdl.ts`): `griddepcontrol.launch_dependents` and `.wait`
+ * before anything else — its input is the previous kernel's output and it has nothing constant to
+ * prefetch, but launching its dependents first lets the GEMM after it (fp8Linear) start streaming its
+ * weights while the quant runs; every load coherent, no write before the wait (the GEMM of the previous
+ * layer may still be reading the A buffer this kernel overwrites).
+ *
+ * @example
+ * ```ts
+ * import { groupQuantKernel } from "./group_quant.ts";
+ * import { resolveGroupQuant } from "../../dsl/ops/group_quant.ts";
+ * const spec = resolveGroupQuant(7168, "bf16", { rowAlign: 4, scaleLayout: "mmajor" });
+ * console.log(groupQuantKernel(spec, undefined, { pdl: true }).source.pdl); // true
+ * ```
+ */
+export function groupQuantKernel(
+  spec: GroupQuantSpec,
+  schedule?: Schedule,
+  opts: { pdl?: boolean } = {},
+): RowKernel {
   const program = groupQuantProgram(spec);
-  return renderRowKernel(program, schedule ?? groupQuantSchedule(spec));
+  const rk = renderRowKernel(program, schedule ?? groupQuantSchedule(spec));
+  return opts.pdl ? { ...rk, source: withPdl(rk.source) } : rk;
 }

@@ -140,6 +140,23 @@ gpuTest("group quant: bit-exact across the options", async () => {
   for (const [o, ms] of cases) for (const M of ms) await check(rng, o, M);
 });
 
+gpuTest("group quant, PDL form (what fp8Linear launches): bit-exact across layouts and options", async () => {
+  const rng = new Rng();
+  const cases: [PrepareGroupQuantOptions, number[]][] = [
+    [{ K: 7168, scaleLayout: "mmajor", rowAlign: 4 }, [1, 5, 16, 64, 257]],
+    [{ K: 2048, scaleLayout: "mmajor", rowAlign: 4, ue8m0: true }, [3, 13]],
+    [{ K: 7168, fuseSiluMul: true, scaleLayout: "mmajor", ue8m0: true, packUe8m0: true, rowAlign: 4 }, [5]],
+    [{ K: 7168, groupSize: 7168, scaleLayout: "mmajor", rowAlign: 4 }, [1, 5]],
+    [{ K: 512, groupSize: 16 }, [7]],
+    [{ K: 2048, dtype: "i8" }, [7]],
+  ];
+  for (const [o, ms] of cases) {
+    const gq = await prepared({ ...o, pdl: true });
+    assert(gq.kernel.source.pdl === true && gq.kernel.name.endsWith("_pdl"), gq.kernel.name);
+    for (const M of ms) await check(rng, { ...o, pdl: true }, M);
+  }
+});
+
 gpuTest("group quant: masked experts (DeepEP layout): live rows bit-exact, others untouched", async () => {
   const rng = new Rng();
   for (
