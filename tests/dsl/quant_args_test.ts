@@ -4,13 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { throwsAt as sharedThrowsAt } from "./_config_errors.ts";
-import {
-  type ConfigError,
-  describeQuantArgs,
-  parseQuantArgs,
-  quantArgs,
-  quantArgsEqual,
-} from "../../dsl/quant/mod.ts";
+import { describeQuantArgs, parseQuantArgs, quantArgs, quantArgsEqual } from "../../dsl/quant/mod.ts";
 
 /** Assert `fn` throws a ConfigError whose path is `path` and whose message contains `text`. */
 /** The shared check, plus: args errors lead with their path. */

@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 import { throwsAt } from "./_config_errors.ts";
 import {
-  type ConfigError,
   findQuantizationConfig,
   parseHfQuantConfig,
   parseQuantConfig,

@@ -5,12 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { throwsAt } from "./_config_errors.ts";
-import {
-  type ConfigError,
-  parseHfQuantConfig,
-  parseQuantConfig,
-  UnsupportedConfigError,
-} from "../../dsl/quant/mod.ts";
+import { parseHfQuantConfig, parseQuantConfig, UnsupportedConfigError } from "../../dsl/quant/mod.ts";
 
 const ct = (extra: Record<string, unknown> = {}) => ({
   quant_method: "compressed-tensors",

@@ -13,7 +13,7 @@ import {
   type PlanOptions,
 } from "../../dsl/quant/mod.ts";
 
-import { cfg, DEEPSEEK, type DIR, expand, type fixture, LLAMA, row } from "./_quant_fixtures.ts";
+import { cfg, DEEPSEEK, expand, LLAMA, row } from "./_quant_fixtures.ts";
 
 const fp8BlockKernels = (ue8m0: boolean) => [
   { op: "groupQuant", dtype: "fp8e4m3", groupSize: 128, rowAlign: 4, ue8m0, scaleLayout: "m-major" },

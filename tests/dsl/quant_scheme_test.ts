@@ -4,7 +4,6 @@
 import assert from "node:assert/strict";
 import { throwsAt } from "./_config_errors.ts";
 import {
-  type ConfigError,
   isActivationQuantizationFormat,
   isPresetName,
   parseQuantScheme,
