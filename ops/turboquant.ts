@@ -31,7 +31,12 @@ import {
 } from "../dsl/turboquant/mod.ts";
 import { tqStoreGeometry, tqStoreGrid, tqStoreKernel } from "../codegen/kernels/tq_store.ts";
 import { tqDecodeGeometry, tqDecodeKernel, tqDecodeMmaProblem } from "../codegen/kernels/tq_decode.ts";
-import { tqDecodeV2Geometry, tqDecodeV2Kernel } from "../codegen/kernels/tq_decode_v2.ts";
+import {
+  tqDecodeV2Geometry,
+  tqDecodeV2Kernel,
+  tqDecodeV3Kernel,
+  tqDecodeV3Problem,
+} from "../codegen/kernels/tq_decode_v2.ts";
 import {
   type TqDecodeKernelOptions,
   tqDecodeSimpleKernel,
@@ -80,7 +85,7 @@ export interface TurboQuantOptions {
    * kernels; or force one: "mma" (version 2: per-warp pipelines, in-kernel split merge), "mma1"
    * (version 1), "simple" (CUDA cores, any preset).
    */
-  decodeKernel?: "auto" | "mma" | "mma1" | "simple";
+  decodeKernel?: "auto" | "mma3" | "mma" | "mma1" | "simple";
   device?: Device;
 }
 
@@ -97,7 +102,7 @@ export interface TurboQuant {
   /** Cache bytes per token of one layer (all KV heads). */
   readonly bytesPerToken: number;
   /** Which decode kernel runs: "mma" (tensor cores, version 2), "mma1" (version 1) or "simple". */
-  readonly decodeKernel: "mma" | "mma1" | "simple";
+  readonly decodeKernel: "mma3" | "mma" | "mma1" | "simple";
   /** A zeroed cache `u8[numBlocks, pageSize, numKvHeads, slotBytes]`. */
   allocateCache(numBlocks: number): Tensor;
   /**
@@ -162,21 +167,31 @@ export async function prepareTurboQuant(o: TurboQuantOptions): Promise<TurboQuan
   };
   const mmaProblem = tqDecodeMmaProblem(dk);
   const want = o.decodeKernel ?? "auto";
-  if (want !== "auto" && want !== "mma" && want !== "mma1" && want !== "simple") {
-    bad("decodeKernel", "auto | mma | mma1 | simple", String(want));
+  if (want !== "auto" && want !== "mma3" && want !== "mma" && want !== "mma1" && want !== "simple") {
+    bad("decodeKernel", "auto | mma3 | mma | mma1 | simple", String(want));
   }
-  if ((want === "mma" || want === "mma1") && mmaProblem) {
+  if ((want === "mma3" || want === "mma" || want === "mma1") && mmaProblem) {
     bad("decodeKernel", "a preset the tensor-core kernel takes", mmaProblem);
   }
+  const v3Problem = device.info.cc < 90
+    ? "version 3 needs sm_90 (bulk copies, mbarriers)"
+    : tqDecodeV3Problem(dk);
+  if (want === "mma3" && v3Problem) bad("decodeKernel", "a preset and head count version 3 takes", v3Problem);
   const kind = want === "simple" || mmaProblem || device.info.cc < 80
     ? "simple"
-    : want === "mma1" || (want === "auto" && layout.keyFp8)
-    ? "mma1"
-    : "mma";
+    : want === "auto"
+    ? (v3Problem ? (layout.keyFp8 ? "mma1" : "mma") : "mma3")
+    : want;
   const [kStore, kDecode, kMerge] = await Promise.all([
     jit(tqStoreKernel({ layout, inDtype: dtype, numKvHeads: Hk, signs: !!signs }), { device }),
     jit(
-      kind === "mma" ? tqDecodeV2Kernel(dk) : kind === "mma1" ? tqDecodeKernel(dk) : tqDecodeSimpleKernel(dk),
+      kind === "mma3"
+        ? tqDecodeV3Kernel(dk)
+        : kind === "mma"
+        ? tqDecodeV2Kernel(dk)
+        : kind === "mma1"
+        ? tqDecodeKernel(dk)
+        : tqDecodeSimpleKernel(dk),
       { device },
     ),
     jit(tqMergeKernel({ headDim: D, inDtype: dtype }), { device }),
@@ -187,7 +202,7 @@ export async function prepareTurboQuant(o: TurboQuantOptions): Promise<TurboQuan
 class TurboQuantImpl implements TurboQuant {
   readonly slotBytes: number;
   readonly bytesPerToken: number;
-  readonly decodeKernel: "mma" | "mma1" | "simple";
+  readonly decodeKernel: "mma3" | "mma" | "mma1" | "simple";
   #status: Tensor;
   #counters?: Tensor;
   #signs?: Tensor;
@@ -208,7 +223,7 @@ class TurboQuantImpl implements TurboQuant {
     readonly pageSize: number,
     signs: Int8Array | undefined,
     readonly device: Device,
-    kind: "mma" | "mma1" | "simple",
+    kind: "mma3" | "mma" | "mma1" | "simple",
     readonly kStore: LoadedKernel,
     readonly kDecode: LoadedKernel,
     readonly kMerge: LoadedKernel,
@@ -219,7 +234,7 @@ class TurboQuantImpl implements TurboQuant {
     this.#scaleLog2 = (o.scale ?? 1 / Math.sqrt(layout.headDim)) * Math.LOG2E;
     this.#maxSplits = Math.max(1, Math.floor(o.maxSplits ?? 32));
     const dk = { layout, inDtype: dtype, numHeads, numKvHeads, blockSize: pageSize };
-    this.#groups = kind === "mma"
+    this.#groups = kind === "mma" || kind === "mma3"
       ? tqDecodeV2Geometry(dk).headGroups
       : kind === "mma1"
       ? tqDecodeGeometry(dk).headGroups
@@ -328,7 +343,10 @@ class TurboQuantImpl implements TurboQuant {
   }
 
   #workspace(B: number, S: number): [Tensor, Tensor] {
-    if (this.decodeKernel === "mma" && (!this.#counters || this.#counters.numel < B * this.numKvHeads)) {
+    if (
+      (this.decodeKernel === "mma" || this.decodeKernel === "mma3") &&
+      (!this.#counters || this.#counters.numel < B * this.numKvHeads)
+    ) {
       this.#counters?.dispose(); // the v2 kernel's merge counters: zero, and every launch leaves them zero
       this.#counters = Tensor.empty("i32", [Math.max(B, 16) * this.numKvHeads], { device: this.device }).fill(
         0,
@@ -390,7 +408,7 @@ class TurboQuantImpl implements TurboQuant {
       o,
       po,
       pl,
-      ...(this.decodeKernel === "mma" ? [this.#counters!] : []),
+      ...(this.decodeKernel === "mma" || this.decodeKernel === "mma3" ? [this.#counters!] : []),
       ...(this.#signs ? [this.#signs] : []),
       stride,
       S,
@@ -398,7 +416,9 @@ class TurboQuantImpl implements TurboQuant {
     ];
     const grid: [number, number, number] = [S, this.#groups, B];
     this.kDecode.launch(grid, args);
-    if (S > 1 && this.decodeKernel !== "mma") this.kMerge.launch(B * Hq, [po, pl, o, S]);
+    if (S > 1 && this.decodeKernel !== "mma" && this.decodeKernel !== "mma3") {
+      this.kMerge.launch(B * Hq, [po, pl, o, S]);
+    }
     return o;
   }
 
@@ -420,7 +440,10 @@ class TurboQuantImpl implements TurboQuant {
         32,
       ),
     );
-    const slots = perSm * this.device.info.smCount, ctas = B * this.#groups;
+    // fp8 keys on version 3 stream rather than compute: one CTA per SM already keeps DRAM as busy as
+    // it gets, and a second one only adds splits (H200, k8v4 B 16 × 8k: S 8 → 62.5 µs, S 16 → 73.1)
+    const streaming = this.decodeKernel === "mma3" && this.layout.keyFp8;
+    const slots = (streaming ? 1 : perSm) * this.device.info.smCount, ctas = B * this.#groups;
     const tiles = Math.max(1, Math.ceil(maxLen / 16));
     let best = 1, bestCost = Infinity;
     for (let S = 1; S <= Math.min(this.#maxSplits, tiles); S++) {

@@ -183,18 +183,23 @@ ${
  * The online softmax of one 16-token tile (log2 domain) per head column, shared by both tensor-core
  * decode kernels: per-token score factors from `factor` (keyNorm / norm-correction), running max and
  * sum, the value-zero term, the rescale of the accumulators when a maximum moves, and P' = P·s packed
- * to f16 and transposed for the Vᵀ·P'ᵀ MMA. `exp` is the base-2 exponential the kernel uses.
+ * to f16 and transposed for the Vᵀ·P'ᵀ MMA. `exp` is the base-2 exponential the kernel uses; `guardRows`
+ * masks the scale and zero of rows past the sequence (kernels whose copies don't zero-fill them).
  */
 export function onlineSoftmaxTile(
   factor: (n: string, nacc: string) => string,
   off: { keyNorm: number; valueScale: number; valueZero: number },
   exp: "exp2f" | "ex2",
+  guardRows = false,
 ): string {
+  // guardRows: rows past the sequence hold stale bytes (not zero-filled): their scale and zero read as 0
+  const sz = (k: string, ok: string, at: number) =>
+    guardRows ? `${ok} ? ldh(${k} + ${at}) : 0.f` : `ldh(${k} + ${at})`;
   return `    const bool ok0 = tb + g < t1, ok1 = tb + g + 8 < t1;
     const float f0 = ${factor(`ldh(k0 + ${off.keyNorm})`, "nacc[0]")};
     const float f1 = ${factor(`ldh(k1 + ${off.keyNorm})`, "nacc[2]")};
-    const float s0 = ldh(k0 + ${off.valueScale}), z0 = ldh(k0 + ${off.valueZero});
-    const float s1 = ldh(k1 + ${off.valueScale}), z1 = ldh(k1 + ${off.valueZero});
+    const float s0 = ${sz("k0", "ok0", off.valueScale)}, z0 = ${sz("k0", "ok0", off.valueZero)};
+    const float s1 = ${sz("k1", "ok1", off.valueScale)}, z1 = ${sz("k1", "ok1", off.valueZero)};
     u32 pb[NT][2];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
@@ -221,7 +226,6 @@ export function onlineSoftmaxTile(
         for (int mt = 0; mt < NK; ++mt) {
           oacc[nt][mt][0] *= al0; oacc[nt][mt][1] *= al1; oacc[nt][mt][2] *= al0; oacc[nt][mt][3] *= al1;
         }
-        one[nt][0] *= al0; one[nt][1] *= al1; one[nt][2] *= al0; one[nt][3] *= al1;
       }
       pb[nt][0] = movtrans(pack_h2(p00 * s0, p01 * s0));
       pb[nt][1] = movtrans(pack_h2(p10 * s1, p11 * s1));

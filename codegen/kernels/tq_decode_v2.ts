@@ -2,7 +2,7 @@
  * TurboQuant decode attention on tensor cores, version 2 (the default; `tq_decode.ts` is version 1,
  * kept selectable for comparison). Same math and contract as version 1 — one warp per KV head, all G
  * query heads of it as the N side of `mma.sync` m16n8k16, scores `K̃·q'ᵀ` from PRMT centroid lookups
- * (`kdeq`), `Oᵀ += (1024 + code)·P'ᵀ` for the values — with the per-tile overheads cut:
+ * (`kdeq`), `Oᵀ += code·P'ᵀ` for the values — with the per-tile overheads cut:
  *
  * - every warp runs its own cp.async pipeline over its own slot (16 rows, one 16-byte chunk run per
  *   row, fixed per-lane offsets: ~6 cp.async per lane per tile instead of a generic chunk loop of
@@ -14,9 +14,11 @@
  * - the first STAGES−1 tiles are requested before the query is loaded and rotated (the query scratch
  *   is the warp's last stage), so the rotation hides under the first DRAM round trip.
  * - value operands straight from the packed bytes: code i of a group sits at bit `bits·i`; one PRMT
- *   puts a 16-bit window of two tokens' groups into the two halves of a register and one LOP3 (magic
- *   kept in a register) makes `1024 + code·2^p` — no 3-bit → nibble spreading, one instruction per
- *   A register; the epilogue scales row by row by 2^−p.
+ *   puts a 16-bit window of two tokens' groups into the two halves of a register and one AND makes
+ *   the f16 subnormal `code·2^(p−24)` (zero exponent: exact, and no offset for the accumulators to
+ *   carry — the `1024 + code` magic number used until session 2 left 1024·ΣP' in them, ~1.4% of the
+ *   output's rms lost over 500 tokens) — no 3-bit → nibble spreading, one instruction per A register;
+ *   the epilogue scales row by row by 2^(24−p).
  * - `ex2.approx.ftz` / `rsqrt.approx.ftz` (no denormal fix-ups around every exponential).
  * - the split-KV merge runs in the kernel: the last warp of a (sequence, KV head) to finish (an atomic
  *   counter per pair, reset by that warp) merges the S partials — no second launch (`counters` param).
@@ -34,31 +36,37 @@ import { renderSignature } from "../kernel_source.ts";
 import type { KernelSource } from "../kernel_source.ts";
 import { cFloat } from "../../dsl/turboquant/f32.ts";
 import { TQ_PRELUDE, tqTag, unpackPair } from "./tq_common.ts";
-import {
-  centroidScoreLoop,
-  fp8Helpers,
-  groupLoader,
-  groupStart,
-  kdeqSource,
-  magnitudeTables,
-  onlineSoftmaxTile,
-  TQ_MMA_HELPERS,
-} from "./tq_decode_parts.ts";
+import { fp8Helpers, groupStart, onlineSoftmaxTile, TQ_MMA_HELPERS } from "./tq_decode_parts.ts";
+import { f16Encode } from "../../dsl/dtype.ts";
+import { MBAR_HELPERS } from "./gemm_sm90/ptx.ts";
 import { TQ_SPLIT_HELPERS, tqCheckDecodeGeometry, type TqDecodeKernelOptions } from "./tq_decode_simple.ts";
 import { tqDecodeMmaProblem } from "./tq_decode.ts";
 import {
+  BULK_HELPERS,
+  centroidScoreLoopT,
   fp8ScoreLoop4,
+  keyPairSource,
+  keyTableFill,
   mergeSource,
   rawGroupLoader,
   TQ_DECODE2_ROW_OFF,
   TQ_V2_HELPERS,
+  type TqDecodeV2Geometry,
   tqDecodeV2Geometry,
   tqDecodeV2Params,
+  tqDecodeV3Geometry,
+  tqDecodeV3Problem,
   valueFields,
   valueLoop,
 } from "./tq_decode_v2_parts.ts";
 
-export { TQ_DECODE2_ROW_OFF, type TqDecodeV2Geometry, tqDecodeV2Geometry } from "./tq_decode_v2_parts.ts";
+export {
+  TQ_DECODE2_ROW_OFF,
+  type TqDecodeV2Geometry,
+  tqDecodeV2Geometry,
+  tqDecodeV3Geometry,
+  tqDecodeV3Problem,
+} from "./tq_decode_v2_parts.ts";
 
 /**
  * The version-2 tensor-core decode kernel. Grid `[S, headGroups, B]` ({@linkcode tqDecodeV2Geometry}),
@@ -74,19 +82,45 @@ export { TQ_DECODE2_ROW_OFF, type TqDecodeV2Geometry, tqDecodeV2Geometry } from 
  * ```
  */
 export function tqDecodeV2Kernel(o: TqDecodeKernelOptions): KernelSource {
+  return decodeMma(o, false);
+}
+
+/**
+ * The version-3 decode kernel (sm_90): version 2 with the tile copies done by the bulk-copy engine. Per
+ * 16-token tile, lanes 0–15 of warp 0 each issue one `cp.async.bulk` of the CTA's heads of a token row
+ * (HG·SLOT contiguous bytes, 16-aligned) into a stage shared by the CTA's warps, completing bytes on the
+ * stage's `full` mbarrier; the last warp done with a stage (a shared counter per stage) refills it with
+ * the tile STAGES further on. Why: version 2's per-warp 16-byte `cp.async` chunks start wherever the
+ * slot starts, so each row costs ~7.5 L2 sectors for 4.2 sectors of data — ncu on 4bit_nc B 64 × 8k:
+ * L2 at 78 % of its throughput with DRAM at 40 % — plus 5 LDGSTS per lane per tile on the MIO queue
+ * (mio_throttle the top stall). Rows of the CTA are contiguous: no over-fetch, one instruction per tile,
+ * and the stage (16 rows × HG·SLOT, no per-warp lead-in) is smaller, so 4 stages fit beside the 32 KB key
+ * table at two CTAs per SM. Tail rows past the sequence are not zero-filled: their scale and zero are
+ * masked like their scores. Needs HG·SLOT ≡ 0 (mod 16) ({@linkcode tqDecodeV3Problem}).
+ */
+export function tqDecodeV3Kernel(o: TqDecodeKernelOptions): KernelSource {
+  const problem = tqDecodeV3Problem(o);
+  if (problem) throw new RangeError(problem);
+  return decodeMma(o, true);
+}
+
+function decodeMma(o: TqDecodeKernelOptions, bulk: boolean): KernelSource {
   tqCheckDecodeGeometry(o);
   const problem = tqDecodeMmaProblem(o);
   if (problem) throw new RangeError(problem);
   const L = o.layout, D = L.headDim, HK = o.numKvHeads, G = o.numHeads / HK;
-  const geo = tqDecodeV2Geometry(o);
+  const geo: TqDecodeV2Geometry & { barOffset?: number } = bulk
+    ? tqDecodeV3Geometry(o)
+    : tqDecodeV2Geometry(o);
   const HG = geo.headsPerCta, NT = geo.nTiles, off = L.offsets, vb = L.valueBits, kb = L.keyBits;
-  const name = `tq_decode_mma2_${tqTag(L)}_${o.inDtype}_g${G}_hk${HK}_bs${o.blockSize}${
+  const name = `tq_decode_mma${bulk ? 3 : 2}_${tqTag(L)}_${o.inDtype}_g${G}_hk${HK}_bs${o.blockSize}${
     o.signs ? "_signs" : ""
   }`;
   const params = tqDecodeV2Params(o);
   const up = unpackPair(o.inDtype);
   const toOut = o.inDtype === "bf16" ? "f32_to_bf16" : "f32_to_f16";
-  const tabs = L.keyFp8 ? undefined : magnitudeTables(L.centroids!, D);
+  const kcent = L.keyFp8 ? [] : Array.from(L.centroids!, (x) => f16Encode(x * Math.sqrt(D)));
+  const TB = geo.tableBytes;
   const factor = (n: string, nacc: string) =>
     L.keyFp8
       ? "scale_log2"
@@ -95,8 +129,13 @@ export function tqDecodeV2Kernel(o: TqDecodeKernelOptions): KernelSource {
       : `${n} * ${cFloat(1 / Math.sqrt(D))} * scale_log2`;
   const keyDims = L.keyFp8 ? "4 * (c + 4 * kk)" : "8 * (c + 4 * (kk >> 1)) + 4 * (kk & 1)";
   const vf = valueFields(vb);
-  const rowScale = (j: number, e: number) => cFloat(2 ** -vf[2 * j + e].p);
-  const PREFETCH = `#pragma unroll
+  const rowScale = (j: number, e: number) => cFloat(2 ** (24 - vf[2 * j + e].p));
+  const PREFETCH = bulk
+    ? `  if (warp == 0) {
+    for (int i = 0; i < STAGES - 1 && i < ntiles; ++i) load_tile(i, i);
+  }
+`
+    : `#pragma unroll
   for (int i = 0; i < STAGES - 1; ++i) {
     if (i < ntiles) load_tile(i, i);
     cp_commit();
@@ -104,49 +143,10 @@ export function tqDecodeV2Kernel(o: TqDecodeKernelOptions): KernelSource {
 `;
   const cpl = Math.ceil(geo.maxChunks / 2), minK = Math.floor(Math.ceil(L.slotBytesAligned / 16) / 2);
 
-  const source = `${TQ_PRELUDE}${TQ_SPLIT_HELPERS}
-#define D ${D}
-#define NK ${D / 16}
-#define NGV ${D / 64}
-#define G ${G}
-#define NT ${NT}
-#define HG ${HG}
-#define HK ${HK}
-#define BS ${o.blockSize}
-#define SLOT ${L.slotBytesAligned}
-#define RPW ${geo.rowPitch}
-#define WST ${geo.warpStage}
-#define STAGES ${geo.stages}
-#define NINF (-__int_as_float(0x7f800000))
-
-${TQ_MMA_HELPERS}${TQ_V2_HELPERS}${L.keyFp8 ? fp8Helpers() : groupLoader("key_group", kb)}
-${vb === 4 ? "" : rawGroupLoader("val_group", vb)}
-${tabs ? kdeqSource(kb, tabs) : ""}
-
-${
-    renderSignature({ entry: name, params }, { launchBounds: HG === 8 && D <= 128 ? [256, 2] : [HG * 32, 1] })
-  } {
-  extern __shared__ __align__(16) unsigned char smem[];
-  const int split = blockIdx.x, hgrp = blockIdx.y, b = blockIdx.z;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int g = lane >> 2, c = lane & 3;      // mma row group, thread in group
-  const int S = num_splits, Hq = HK * G;
-  const int h = hgrp * HG + warp;             // this warp's KV head
-  const int L = seq_lens[b];
-  int t0, t1;
-  split_range(L, S, split, t0, t1);
-  const int ntiles = (t1 - t0 + 15) >> 4;
-  if (ntiles == 0) {                          // empty split: zeros, lse = −inf (still counted for the merge)
-    for (int e = lane; e < G * D; e += 32) {
-      const long long row = (long long)b * Hq + h * G + e / D;
-      if (S == 1) out[row * D + e % D] = 0;
-      else part_o[(row * S + split) * D + e % D] = 0.f;
-    }
-    if (S > 1 && lane < G) part_lse[((long long)b * Hq + h * G + lane) * S + split] = NINF;
-  } else {
-  // ---- this warp's pipeline: stage s = 16 rows of its slot at smem + (s·HG + warp)·WST
+  const V2_SETUP =
+    `  // ---- this warp's pipeline: stage s = 16 rows of its slot at smem + TB + (s·HG + warp)·WST (after the key table)
   const long long rowbytes = (long long)HK * SLOT;
-  unsigned char* wsm = smem + warp * WST;
+  unsigned char* wsm = smem + TB + warp * WST;
   const int lr = lane >> 1, lj = lane & 1;    // 2 lanes per row, alternate 16-byte chunks
   const int lrow = lr * (int)rowbytes + h * SLOT;   // < 2^31: 16 rows of HK slots
   const int lmis = lrow & 15, lnch = (lmis + SLOT + 15) >> 4;
@@ -166,26 +166,146 @@ ${
     }
     const int page = __shfl_sync(FULL, ptab, pi - pbase);
     const unsigned char* from = lsrc + (long long)page * (BS * rowbytes)${
-    o.blockSize === 16 ? "" : " + (long long)((u32)tb % BS) * rowbytes"
-  };
+      o.blockSize === 16 ? "" : " + (long long)((u32)tb % BS) * rowbytes"
+    };
     const u32 to = ldst + s * (HG * WST);
     const int bytes = 16 * i < lt1 ? 16 : 0;
 #pragma unroll
     for (int k = 0; k < ${cpl}; ++k)        // the first ${minK} chunk pairs exist in every row
       if (k < ${minK} || lj + 2 * k < lnch) cp_async16(to + 32 * k, from + 32 * k, bytes);
   };
-${geo.scratchInStage ? PREFETCH : ""}
+`;
+  const V3_SETUP =
+    `  // ---- the CTA's pipeline: stage s = 16 token rows × the CTA's HG slots at smem + TB + s·STG, row pitch RPW
+  const long long rowbytes = (long long)HK * SLOT;
+  unsigned char* wsm = smem + TB;
+  // row (lane & 15) of a tile: the CTA's HG slots of it (lanes 0-15 copy one row each)
+  const unsigned char* lsrc = cache + (long long)(lane & 15) * rowbytes + hgrp * (HG * SLOT);
+  const u32 ldst = smem_u32(wsm) + (lane & 15) * RPW;
+  // block-table entries of 32 pages from pbase, one per lane (any warp may issue a tile's copies)
+  const int* bt = block_tables + (long long)b * bt_stride;
+  const int npages = (L + BS - 1) / BS;
+  int pbase = (u32)t0 / BS;
+  int ptab = pbase + lane < npages ? __ldg(bt + pbase + lane) : 0;
+  auto load_tile = [&](int i, int s) {      // one warp, all lanes; i grows from call to call
+    const int tb = t0 + 16 * i, pi = (u32)tb / BS;
+    if (pi >= pbase + 32) {                   // warp-uniform: a new window starting at this page
+      pbase = pi;
+      ptab = pbase + lane < npages ? __ldg(bt + pbase + lane) : 0;
+    }
+    const int page = __shfl_sync(FULL, ptab, pi - pbase);
+    const unsigned char* from = lsrc + (long long)page * (BS * rowbytes)${
+      o.blockSize === 16 ? "" : " + (long long)((u32)tb % BS) * rowbytes"
+    };
+${
+      HG === HK
+        ? `    if (lane == 0) {                          // the tile: 16 contiguous rows of the page
+      mbar_expect_tx(FULLB(s), 16 * HG * SLOT);
+      bulk_load(ldst + s * STG, from, 16 * HG * SLOT, FULLB(s));
+    }`
+        : `    if (lane == 0) mbar_expect_tx(FULLB(s), 16 * HG * SLOT);
+    __syncwarp();
+    if (lane < 16) bulk_load(ldst + s * STG, from, HG * SLOT, FULLB(s));`
+    }
+  };
+`;
+  const source = `${TQ_PRELUDE}${TQ_SPLIT_HELPERS}
+#define D ${D}
+#define NK ${D / 16}
+#define NGV ${D / 64}
+#define G ${G}
+#define NT ${NT}
+#define HG ${HG}
+#define HK ${HK}
+#define BS ${o.blockSize}
+#define SLOT ${L.slotBytesAligned}
+#define TB ${TB}
+#define RPW ${geo.rowPitch}
+#define WST ${geo.warpStage}${
+    bulk ? `\n#define STG ${geo.warpStage * HG}\n#define BAROFF ${geo.barOffset}` : ""
+  }
+#define STAGES ${geo.stages}
+#define QW ${Math.ceil((G * D) / 256)}
+#define NINF (-__int_as_float(0x7f800000))
+
+${TQ_MMA_HELPERS}${TQ_V2_HELPERS}${bulk ? MBAR_HELPERS + BULK_HELPERS : ""}${
+    L.keyFp8 ? fp8Helpers() : rawGroupLoader("key_group", kb)
+  }
+${vb === 4 ? "" : rawGroupLoader("val_group", vb)}
+${L.keyFp8 ? "" : keyPairSource(kb, kcent)}
+
+${
+    renderSignature({ entry: name, params }, { launchBounds: HG === 8 && D <= 128 ? [256, 2] : [HG * 32, 1] })
+  } {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int split = blockIdx.x, hgrp = blockIdx.y, b = blockIdx.z;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, c = lane & 3;      // mma row group, thread in group
+  const int S = num_splits, Hq = HK * G;
+  const int h = hgrp * HG + warp;             // this warp's KV head
+  const int L = seq_lens[b];
+  // the query rows, requested first: their DRAM round trip overlaps the table fill and the first copies
+  uint4 qw[QW];
+#pragma unroll
+  for (int j = 0; j < QW; ++j) {
+    const int e = lane * 8 + 256 * j;
+    if (e < G * D) qw[j] = *(const uint4*)((const u16*)q + ((long long)b * Hq + h * G) * D + e);
+  }
+${
+    TB
+      ? `  // ---- the key pair table (${TB} bytes at the front of shared memory), once per CTA\n  ${
+        keyTableFill(kb)
+      }\n`
+      : ""
+  }${
+    bulk
+      ? `  // ---- stage barriers full[s] (1 arrival + the bytes), per-stage counters of the warps done with it, a
+  // watchdog flag
+  const u32 bar0 = smem_u32(smem + BAROFF);
+  int* const done = (int*)(smem + BAROFF + 8 * STAGES);
+#define FULLB(s) (bar0 + 8 * (s))
+#define STUCK (bar0 + 12 * STAGES)
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < STAGES; ++s) {
+      mbar_init(FULLB(s), 1);
+      done[s] = 0;
+    }
+    *(volatile u32*)(smem + BAROFF + 12 * STAGES) = 0u;
+    mbar_init_fence();
+  }
+`
+      : ""
+  }${TB || bulk ? "  __syncthreads();\n" : ""}${TB ? "  const u32 lane4 = lane * 4;\n" : ""}  int t0, t1;
+  split_range(L, S, split, t0, t1);
+  const int ntiles = (t1 - t0 + 15) >> 4;
+  if (ntiles == 0) {                          // empty split: zeros, lse = −inf (still counted for the merge)
+    for (int e = lane; e < G * D; e += 32) {
+      const long long row = (long long)b * Hq + h * G + e / D;
+      if (S == 1) out[row * D + e % D] = 0;
+      else part_o[(row * S + split) * D + e % D] = 0.f;
+    }
+    if (S > 1 && lane < G) part_lse[((long long)b * Hq + h * G + lane) * S + split] = NINF;
+  } else {
+${bulk ? V3_SETUP : V2_SETUP}${geo.scratchInStage ? PREFETCH : ""}
   // ---- query → scratch (${
     geo.scratchInStage ? "the warp's last stage, not loaded yet" : "the stage memory"
   }), ${L.rotate ? "rotated, " : ""}→ B fragments
   u32 bq[NT][NK][2];
   {
     float* qs = (float*)(${
-    geo.scratchInStage ? "wsm + (STAGES - 1) * (HG * WST)" : "smem + warp * (G * D * 4)"
+    bulk
+      ? (geo.scratchInStage
+        ? "wsm + (STAGES - 1) * STG + warp * (G * D * 4)"
+        : "smem + BAROFF - HG * (G * D * 4) + warp * (G * D * 4)")
+      : geo.scratchInStage
+      ? "wsm + (STAGES - 1) * (HG * WST)"
+      : "smem + TB + warp * (G * D * 4)"
   });
-    for (int e = lane * 8; e < G * D; e += 256) {
-      const uint4 w = *(const uint4*)((const u16*)q + ((long long)b * Hq + h * G) * D + e);
-      const u32 ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int j = 0; j < QW; ++j) {
+      const int e = lane * 8 + 256 * j;
+      if (e >= G * D) break;
+      const u32 ws[4] = {qw[j].x, qw[j].y, qw[j].z, qw[j].w};
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
         float x = (i & 1) ? ${up.hi("ws[i >> 1]")} : ${up.lo("ws[i >> 1]")};
@@ -198,8 +318,9 @@ ${
     L.rotate
       ? `#pragma unroll
     for (int hs = 1; hs < D; hs <<= 1) {
-      for (int p = lane; p < G * D / 2; p += 32) {
-        const int qh = p / (D / 2), r = p % (D / 2);
+#pragma unroll
+      for (int j = 0; j < G * D / 64; ++j) {  // unrolled: the stage's loads overlap
+        const int p = lane + 32 * j, qh = p / (D / 2), r = p % (D / 2);
         const int i = qh * D + (r / hs) * 2 * hs + (r % hs);
         const float a = qs[i], bb = qs[i + hs];
         qs[i] = a + bb;
@@ -222,14 +343,16 @@ ${
       }
     }
     ${
-    geo.scratchInStage
+    bulk
+      ? "fence_async_shared();  // the scratch becomes a bulk-copy target\n    __syncthreads();\n    if (warp == 0 && STAGES - 1 < ntiles) load_tile(STAGES - 1, STAGES - 1);"
+      : geo.scratchInStage
       ? "__syncwarp();"
       : "__syncthreads();  // other warps' scratch overlaps this warp's stages"
   }
   }
 ${geo.scratchInStage ? "" : PREFETCH}
   // where row r of this warp's slot sits in a stage (loop-invariant: tiles start at multiples of 16)
-  auto row_off = [&](int r) { return (int)(${TQ_DECODE2_ROW_OFF}); };
+  auto row_off = [&](int r) { return (int)(${bulk ? "r * RPW + warp * SLOT" : TQ_DECODE2_ROW_OFF}); };
   const int o_k0 = row_off(g), o_k1 = row_off(g + 8);
 ${
     L.keyFp8
@@ -240,22 +363,24 @@ ${
   ${groupStart("vb", `row_off(2 * c + 1) + ${off.valueCodes}`, `${vb} * g`, vb)}
   ${groupStart("vc", `row_off(2 * c + 8) + ${off.valueCodes}`, `${vb} * g`, vb)}
   ${groupStart("vd", `row_off(2 * c + 9) + ${off.valueCodes}`, `${vb} * g`, vb)}
-  const u32 magic = 0x64006400u;
 
-  float oacc[NT][NK][4], one[NT][4], mrun[NT][2], lrun[NT][2], plo[NT][2];
+  float oacc[NT][NK][4], mrun[NT][2], lrun[NT][2], plo[NT][2];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
     for (int mt = 0; mt < NK; ++mt) oacc[nt][mt][0] = oacc[nt][mt][1] = oacc[nt][mt][2] = oacc[nt][mt][3] = 0.f;
-    one[nt][0] = one[nt][1] = one[nt][2] = one[nt][3] = 0.f;
     mrun[nt][0] = mrun[nt][1] = NINF;
     lrun[nt][0] = lrun[nt][1] = plo[nt][0] = plo[nt][1] = 0.f;
   }
 
   int sc = 0;                                 // stage of tile it
-#pragma unroll 1
+${bulk ? "  u32 ph = 0;                                 // parity of the stage's fill\n" : ""}#pragma unroll 1
   for (int it = 0; it < ntiles; ++it) {
-    cp_wait<STAGES - 2>();
+${
+    bulk
+      ? `    mbar_wait(FULLB(sc), ph, STUCK);
+    const unsigned char* st = wsm + sc * STG;`
+      : `    cp_wait<STAGES - 2>();
     __syncwarp();
     {
       const int nx = it + STAGES - 1;
@@ -263,7 +388,8 @@ ${
       cp_commit();
     }
     const unsigned char* st = wsm + sc * (HG * WST);
-    sc = sc == STAGES - 1 ? 0 : sc + 1;
+    sc = sc == STAGES - 1 ? 0 : sc + 1;`
+  }
     const int tb = t0 + 16 * it;
     const unsigned char* k0 = st + o_k0;
     const unsigned char* k1 = st + o_k1;
@@ -273,20 +399,40 @@ ${
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) sacc[nt][0] = sacc[nt][1] = sacc[nt][2] = sacc[nt][3] = 0.f;
 ${L.normCorrection ? "    float nacc[4] = {0.f, 0.f, 0.f, 0.f};" : ""}
-${L.keyFp8 ? fp8ScoreLoop4() : centroidScoreLoop(L.normCorrection, kb)}
+${L.keyFp8 ? fp8ScoreLoop4() : centroidScoreLoopT(L.normCorrection, kb)}
 
     // ---- online softmax (log2 domain) per head column; P' = P·s_token → f16 → movmatrix → B of Vᵀ·P'ᵀ
-${onlineSoftmaxTile(factor, off, "ex2")}
-    // ---- Oᵀ[d][head] += (1024 + code·2^p)[d][token] · P'ᵀ[token][head]
+${onlineSoftmaxTile(factor, off, "ex2", bulk)}
+    // ---- Oᵀ[d][head] += (code·2^(p−24))[d][token] · P'ᵀ[token][head]: codes as f16 subnormals
     {
       ${valueLoop(vb)}
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) mma16816(one[nt], magic, magic, magic, magic, pb[nt][0], pb[nt][1]);
     }
+${
+    bulk
+      ? `    // the last warp done with the stage refills it with tile it + STAGES: the earliest moment, and no warp
+    // ever waits for another (a fixed producer refilling after its own tile left ~23% of the warp samples
+    // of B 16 × 8k waiting on full barriers in ncu)
+    __syncwarp();
+    int last = 0;
+    if (lane == 0) {
+      __threadfence_block();                  // this warp's reads of the stage come first
+      last = atomicAdd(done + sc, 1) == HG - 1;
+      if (last) done[sc] = 0;
+    }
+    if (__shfl_sync(FULL, last, 0) && it + STAGES < ntiles) {
+      fence_async_shared();
+      load_tile(it + STAGES, sc);
+    }
+    if (++sc == STAGES) {
+      sc = 0;
+      ph ^= 1;
+    }`
+      : ""
   }
-  cp_wait<0>();
+  }
+${bulk ? "" : "  cp_wait<0>();"}
 
-  // ---- epilogue: reduce l and Σ P·min over the 8 row groups, undo the 1024 offset and the 2^p of each row
+  // ---- epilogue: reduce l and Σ P·min over the 8 row groups, undo the 2^(p−24) of each row
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
@@ -301,14 +447,13 @@ ${onlineSoftmaxTile(factor, off, "ex2")}
       if (col >= G) continue;
       const long long row = (long long)b * Hq + h * G + col;
       const float inv = l > 0.f ? 1.f / l : 0.f;
-      const float base = one[nt][e];
 #pragma unroll
       for (int i2 = 0; i2 < NGV; ++i2) {
         float v[8];
 ${
     [0, 1, 2, 3].map((j) =>
-      `        v[${2 * j}] = ((oacc[nt][4 * i2 + ${j}][e] - base) * ${rowScale(j, 0)} + pz) * inv;
-        v[${2 * j + 1}] = ((oacc[nt][4 * i2 + ${j}][2 + e] - base) * ${rowScale(j, 1)} + pz) * inv;`
+      `        v[${2 * j}] = (oacc[nt][4 * i2 + ${j}][e] * ${rowScale(j, 0)} + pz) * inv;
+        v[${2 * j + 1}] = (oacc[nt][4 * i2 + ${j}][2 + e] * ${rowScale(j, 1)} + pz) * inv;`
     ).join("\n")
   }
         const int d0 = 8 * (g + 8 * i2);
@@ -348,9 +493,9 @@ ${mergeSource(D, toOut, G)}
     params,
     block: [HG * 32, 1, 1],
     sharedBytes: geo.sharedBytes,
-    minArch: 80,
+    minArch: bulk ? 90 : 80,
     keyParts: {
-      family: "turboquant_decode_mma2",
+      family: bulk ? "turboquant_decode_mma3" : "turboquant_decode_mma2",
       preset: L.preset.name,
       headDim: D,
       G,

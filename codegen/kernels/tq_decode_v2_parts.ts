@@ -59,6 +59,11 @@ export interface TqDecodeV2Geometry {
    * the stage memory and the first copies wait for the query: a CTA barrier between).
    */
   scratchInStage: boolean;
+  /**
+   * Bytes of the key pair table at the front of shared memory (0 for fp8 keys): one u32 per pair of
+   * codes (2^(2·bits) entries), 32 copies so that lane l always reads bank l ({@linkcode keyPairFields}).
+   */
+  tableBytes: number;
   sharedBytes: number;
 }
 
@@ -80,11 +85,12 @@ export function tqDecodeV2Geometry(o: TqDecodeKernelOptions): TqDecodeV2Geometry
   // words wide per row) are conflict-free
   const rowPitch = 16 * (maxChunks | 1);
   const warpStage = 16 * rowPitch;
+  const tableBytes = L.keyFp8 ? 0 : 128 << (2 * L.keyBits);
   let stages = 4;
-  if (stages * HG * warpStage > 108 * 1024) stages = 3;
+  if (tableBytes + stages * HG * warpStage > 108 * 1024) stages = 3; // two CTAs per SM
   const scratch = G * D * 4;
   const scratchInStage = scratch <= warpStage;
-  const sharedBytes = Math.max(stages * HG * warpStage, scratchInStage ? 0 : HG * scratch);
+  const sharedBytes = tableBytes + Math.max(stages * HG * warpStage, scratchInStage ? 0 : HG * scratch);
   return {
     headsPerCta: HG,
     headGroups: Hk / HG,
@@ -94,23 +100,142 @@ export function tqDecodeV2Geometry(o: TqDecodeKernelOptions): TqDecodeV2Geometry
     maxChunks,
     warpStage,
     scratchInStage,
+    tableBytes,
     sharedBytes,
   };
 }
 
+/**
+ * Why version 3 (bulk copies of the CTA's slots of each token row) can't take these options, or
+ * undefined: each row copy must be whole 16-byte units at 16-byte aligned addresses.
+ */
+export function tqDecodeV3Problem(o: TqDecodeKernelOptions): string | undefined {
+  const HG = tqDecodeV2Geometry(o).headsPerCta, SLOT = o.layout.slotBytesAligned;
+  if ((HG * SLOT) % 16 !== 0 || (o.numKvHeads * SLOT) % 16 !== 0) {
+    return `${HG} heads × ${SLOT}-byte slots per CTA row (of ${o.numKvHeads}): version 3 copies 16-byte units`;
+  }
+  return undefined;
+}
+
+/**
+ * Version 3's geometry: one stage = 16 rows × HG·SLOT bytes (`rowPitch`: the page's own row pitch when
+ * the CTA takes every KV head — one copy per tile — else an odd number of 16-byte units; `warpStage` is
+ * the stage size / HG so the fields keep version 2's meaning), the key
+ * table in front, up to 6 stages within 108 KB (two CTAs per SM), the query scratch in the last stage
+ * when it fits, then 2·stages mbarriers and a watchdog word at `barOffset`.
+ */
+export function tqDecodeV3Geometry(o: TqDecodeKernelOptions): TqDecodeV2Geometry & { barOffset: number } {
+  const v2 = tqDecodeV2Geometry(o), HG = v2.headsPerCta, L = o.layout, G = o.numHeads / o.numKvHeads;
+  // all heads in the CTA: the tile is 16 contiguous rows of the page, one bulk copy (copies of one ~1 KB
+  // row each streamed at ~1.7 TB/s on the H200 — 60% of the tile waits found the data late); else one
+  // copy per row, at a pitch of an odd number of 16-byte units (conflict-free fragment reads)
+  const rowPitch = HG === o.numKvHeads
+    ? HG * L.slotBytesAligned
+    : 16 * (Math.ceil((HG * L.slotBytesAligned) / 16) | 1);
+  const stage = 16 * rowPitch;
+  const scratch = HG * G * L.headDim * 4;
+  const scratchInStage = scratch <= stage;
+  const fixed = v2.tableBytes + (scratchInStage ? 0 : scratch) + 16 * 6 + 16;
+  const stages = Math.max(2, Math.min(6, Math.floor((108 * 1024 - fixed) / stage)));
+  const barOffset = v2.tableBytes + stages * stage + (scratchInStage ? 0 : scratch);
+  return {
+    ...v2,
+    stages,
+    rowPitch,
+    maxChunks: rowPitch / 16,
+    warpStage: stage / HG,
+    scratchInStage,
+    barOffset,
+    sharedBytes: barOffset + 16 * stages + 16,
+  };
+}
+
+/** Version 3's bulk copy: `bytes` (a multiple of 16) global → shared, completing on mbarrier `bar`. */
+export const BULK_HELPERS =
+  `__device__ __forceinline__ void bulk_load(u32 dst, const void* src, u32 bytes, u32 bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+               :: "r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
+}
+__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+`;
+
 /** Stage offset of row r of this warp's slot (C and JS alike; `h` the KV head, tile rows 16-aligned). */
 export const TQ_DECODE2_ROW_OFF = "r * RPW + ((r * rowbytes + h * SLOT) & 15)";
 
-/** PTX helpers the v2 kernel adds: approximate ex2/rsqrt (ftz) and the value operand LOP3. */
+/**
+ * How pair j (codes 2j, 2j+1: bits 2·bits·j …) of a raw key group word becomes the byte offset of its
+ * table word for this lane: `(w >> shift) & mask | lane·4` (a negative shift is a left shift). The pair
+ * index lands at bit 7 (entries are 128 bytes: 32 copies), the lane's copy in bits 2–6.
+ */
+export function keyPairFields(bits: number): { shift: number; mask: number }[] {
+  if (!Number.isInteger(bits) || bits < 1 || bits > 4) throw new RangeError(`key bits ${bits}: 1..4`);
+  return [0, 1, 2, 3].map((j) => ({ shift: 2 * bits * j - 7, mask: ((1 << (2 * bits)) - 1) << 7 }));
+}
+
+/**
+ * Key centroids by table instead of arithmetic (version 1's `kdeq`: ~20 PRMT/LOP3 per 8 codes, 3-bit
+ * codes spread to nibbles first — the ALU pipe, at 16 lanes/clk, was the kernel's busiest): the raw
+ * group word → 4 shared loads of f16x2 `(C̃[code 2j], C̃[code 2j+1])`, each address one shift + one LOP3.
+ * Lane l reads copy l of an entry: bank l, conflict-free for any codes. {@linkcode keyTableFill} builds
+ * the table (entry e = `KCENT[e & (2^bits − 1)] | KCENT[e >> bits] << 16`) at the front of shared memory.
+ */
+export function keyPairSource(bits: number, centroidsF16: number[]): string {
+  const n = 1 << bits;
+  const loads = keyPairFields(bits).map(({ shift, mask }, j) => {
+    const sh = shift < 0 ? `(w << ${-shift})` : shift === 0 ? "w" : `(w >> ${shift})`;
+    return `  h[${j}] = *(const u32*)(tab + andor<${hex(mask)}>(${sh}, lane4));`;
+  }).join("\n");
+  return `__constant__ u16 KCENT[${n}] = {${centroidsF16.map((x) => `0x${x.toString(16)}`).join(", ")}};
+// (x & m) | y in one LOP3 (C's version becomes two: the compiler re-derives lane4's bits)
+template <u32 M> __device__ __forceinline__ u32 andor(u32 x, u32 y) {
+  u32 r; asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(x), "n"(M), "r"(y)); return r;
+}
+// a raw group word (code i at bit ${bits}·i) → 4 f16x2 centroid pairs, by table (copy lane4 / 4)
+__device__ __forceinline__ void kpair(const unsigned char* tab, u32 w, u32 lane4, u32 (&h)[4]) {
+${loads}
+}`;
+}
+
+/** C statements filling the key pair table at `smem` (all threads of the CTA; a barrier must follow). */
+export function keyTableFill(bits: number): string {
+  const quads = (128 << (2 * bits)) / 16;
+  // 16-byte stores of 4 copies of one entry, unrolled: 8 constant loads per thread in flight (a rolled
+  // loop of 4-byte stores was ~15% of a B 16 × 512 call's warp samples in ncu)
+  return `#pragma unroll 8
+  for (int j = 0; j < (${quads} + HG * 32 - 1) / (HG * 32); ++j) {
+    const int i = threadIdx.x + j * (HG * 32), e = i >> 3;
+    const u32 v = (u32)KCENT[e & ${(1 << bits) - 1}] | ((u32)KCENT[e >> ${bits}] << 16);
+    if (i < ${quads}) ((uint4*)smem)[i] = make_uint4(v, v, v, v);
+  }`;
+}
+
+/** Version 1's `centroidScoreLoop` with the table lookup (`kpair`) for raw (unspread) group words. */
+export function centroidScoreLoopT(nc: boolean, kb: number): string {
+  return `#pragma unroll
+    for (int i = 0; i < NK / 2; ++i) {  // key groups c + 4i: 8 codes = chunks 2i (codes 0-3) and 2i+1 (4-7)
+      u32 h0[4], h1[4];
+      kpair(smem, key_group(st + q0 + ${4 * kb} * i, q0_sh), lane4, h0);
+      kpair(smem, key_group(st + q1 + ${4 * kb} * i, q1_sh), lane4, h1);
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        const u32 a0 = h0[2 * hf], a1 = h1[2 * hf], a2 = h0[2 * hf + 1], a3 = h1[2 * hf + 1];
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) mma16816(sacc[nt], a0, a1, a2, a3, bq[nt][2 * i + hf][0], bq[nt][2 * i + hf][1]);
+${
+    nc
+      ? "        mma16816(nacc, hmul2(a0, a0), hmul2(a1, a1), hmul2(a2, a2), hmul2(a3, a3), 0x3c003c00u, 0x3c003c00u);"
+      : ""
+  }
+      }
+    }`;
+}
+
+/** PTX helpers the v2 kernel adds: approximate ex2/rsqrt (ftz) and 4-byte shared loads. */
 export const TQ_V2_HELPERS = `__device__ __forceinline__ float ex2(float x) {
   float r; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x)); return r;
 }
 __device__ __forceinline__ float rsq(float x) {
   float r; asm("rsqrt.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x)); return r;
-}
-// (x & M) | magic in one LOP3: magic (0x64006400, f16 1024) stays in a register
-template <u32 M> __device__ __forceinline__ u32 vop(u32 x, u32 magic) {
-  u32 r; asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(x), "n"(M), "r"(magic)); return r;
 }
 __device__ __forceinline__ u32 ld4(const unsigned char* p) { return *(const u32*)p; }
 `;
@@ -173,7 +298,7 @@ export function valueLoop(vb: number): string {
   }
   for (let j = 0; j < 4; j++) {
     const [e, o] = [2 * j, 2 * j + 1];
-    const op = (x: string, i: number) => `vop<${mask(i)}>(x${x}${f[i].k}, magic)`;
+    const op = (x: string, i: number) => `(x${x}${f[i].k} & ${mask(i)})`; // f16 subnormal code·2^(p−24)
     lines.push(`{
           const u32 a0 = ${op("ab", e)}, a1 = ${op("ab", o)}, a2 = ${op("cd", e)}, a3 = ${op("cd", o)};
 #pragma unroll

@@ -3,7 +3,8 @@
  * the per-warp tile copy (its own C lines evaluated as JS: every 16-byte global read aligned and inside
  * the cache, every shared write inside the warp's stage row), the fragment offsets reading back the
  * slot's key codes, norm, scale and zero, and the value block — its PRMT windows and LOP3 masks run as
- * JS — giving `1024 + code·2^p` for every (token, dim) the MMA rows stand for, with the epilogue's 2^−p.
+ * JS — giving the f16 subnormal `code·2^(p−24)` for every (token, dim) the MMA rows stand for, with the
+ * epilogue's 2^(24−p).
  */
 import assert from "node:assert/strict";
 import { f16Decode } from "../../dsl/dtype.ts";
@@ -157,12 +158,15 @@ Deno.test("turboquant decode v2 (emulated): per-warp tile copy and fragment offs
   }
 });
 
-Deno.test("turboquant decode v2 (emulated): the value block's PRMT windows and LOP3 masks give 1024 + code·2^p", () => {
+Deno.test("turboquant decode v2 (emulated): the value block's PRMT windows and masks give the f16 subnormal code·2^(p−24)", () => {
   const rng = new Rng();
   for (const vb of [4, 3, 2, 1]) {
     const f = valueFields(vb);
     for (let i = 0; i < 8; i++) {
-      assert.ok(((1 << vb) - 1) * 2 ** f[i].p < 1024, `${vb}-bit code ${i}: exact f16 operand`);
+      assert.ok(
+        ((1 << vb) - 1) * 2 ** f[i].p < 1024,
+        `${vb}-bit code ${i}: an f16 subnormal (zero exponent)`,
+      );
     }
     const preset = vb === 3 ? "turboquant_3bit_nc" : "turboquant_4bit_nc";
     const src = vb > 2
@@ -175,17 +179,17 @@ Deno.test("turboquant decode v2 (emulated): the value block's PRMT windows and L
       }).source
       : undefined;
     if (src) {
-      // the epilogue undoes 2^p row by row: v[2j] ← code 2j (row g), v[2j+1] ← code 2j+1 (row g+8)
+      // the epilogue undoes 2^(p−24) row by row: v[2j] ← code 2j (row g), v[2j+1] ← code 2j+1 (row g+8)
       for (
         const m of src.matchAll(
-          /v\[(\d)\] = \(\(oacc\[nt\]\[4 \* i2 \+ (\d)\]\[(2 \+ )?e\] - base\) \* 0x1\.000000p(-?\d+)f/g,
+          /v\[(\d)\] = \(oacc\[nt\]\[4 \* i2 \+ (\d)\]\[(2 \+ )?e\] \* 0x1\.000000p(-?\d+)f/g,
         )
       ) {
         const [k, j, hi, ex] = [Number(m[1]), Number(m[2]), !!m[3], Number(m[4])];
         assert.equal(k, 2 * j + (hi ? 1 : 0), `${vb}-bit epilogue line v[${k}]`);
-        assert.equal(ex, 0 - f[k].p, `${vb}-bit epilogue scale of code ${k}`);
+        assert.equal(ex, 24 - f[k].p, `${vb}-bit epilogue scale of code ${k}`);
       }
-      assert.equal([...src.matchAll(/- base\) \* 0x1\.000000p/g)].length, 8, "8 epilogue scales");
+      assert.equal([...src.matchAll(/\]\[(2 \+ )?e\] \* 0x1\.000000p/g)].length, 8, "8 epilogue scales");
     }
     for (let trial = 0; trial < 50; trial++) {
       // four tokens' 8-code groups (a, b = tokens 2c, 2c+1; c, d = 2c+8, 2c+9)
@@ -207,8 +211,8 @@ Deno.test("turboquant decode v2 (emulated): the value block's PRMT windows and L
         }
         for (const m of blk.matchAll(/const u32 a0 = (.+?), a1 = (.+?), a2 = (.+?), a3 = (.+?);/g)) {
           ops.push([1, 2, 3, 4].map((k) => {
-            const v = m[k].match(/vop<(0x[0-9a-f]+)u>\((\w+), magic\)/)!;
-            return ((env[v[2]] & Number(v[1])) | 0x64006400) >>> 0;
+            const v = m[k].match(/^\((\w+) & (0x[0-9a-f]+)u\)$/)!;
+            return (env[v[1]] & Number(v[2])) >>> 0;
           }));
           if (ops.length === 4) break;
         }
@@ -217,7 +221,7 @@ Deno.test("turboquant decode v2 (emulated): the value block's PRMT windows and L
         for (let j = 0; j < 4; j++) {
           ops.push([[0, 2 * j], [0, 2 * j + 1], [1, 2 * j], [1, 2 * j + 1]].map(([pr, i]) => {
             const x = prmt(word[2 * pr], word[2 * pr + 1], windowSelector(f[i].k));
-            return ((x & ((((1 << vb) - 1) << f[i].p) * 0x10001)) | 0x64006400) >>> 0;
+            return (x & ((((1 << vb) - 1) << f[i].p) * 0x10001)) >>> 0;
           }));
         }
       }
@@ -227,9 +231,61 @@ Deno.test("turboquant decode v2 (emulated): the value block's PRMT windows and L
         for (const [k, pr, i] of [[0, 0, 2 * j], [1, 0, 2 * j + 1], [2, 1, 2 * j], [3, 1, 2 * j + 1]]) {
           const lo = f16Decode(ops[j][k] & 0xffff), hi = f16Decode(ops[j][k] >>> 16);
           const what = `${vb}-bit pair ${j} operand ${k} (seed ${rng.seed})`;
-          assert.equal((lo - 1024) / 2 ** f[i].p, codes[2 * pr][i], what);
-          assert.equal((hi - 1024) / 2 ** f[i].p, codes[2 * pr + 1][i], what);
+          assert.equal(lo * 2 ** (24 - f[i].p), codes[2 * pr][i], what);
+          assert.equal(hi * 2 ** (24 - f[i].p), codes[2 * pr + 1][i], what);
         }
+      }
+    }
+  }
+});
+
+Deno.test("turboquant decode v2 (emulated): the key pair table's addresses and contents give (C̃[2j], C̃[2j+1]) per lane bank", () => {
+  const rng = new Rng();
+  for (const preset of ["turboquant_4bit_nc", "turboquant_k3v4_nc", "turboquant_3bit_nc"]) {
+    const layout = turboQuantLayout(preset, 128), kb = layout.keyBits;
+    const o = { layout, inDtype: "bf16" as const, numHeads: 32, numKvHeads: 8, blockSize: 16 };
+    const src = tqDecodeV2Kernel(o).source, geo = tqDecodeV2Geometry(o);
+    assert.equal(geo.tableBytes, 128 << (2 * kb), `${preset}: table bytes`);
+    assert.ok(geo.sharedBytes * 2 <= 227 * 1024, `${preset}: two CTAs per SM (${geo.sharedBytes} B)`);
+    // the centroid constants and the fill loop, as the kernel writes them
+    const kcent = line(src, /__constant__ u16 KCENT\[(\d+)\] = \{([^}]*)\}/)[2].split(",").map((x) =>
+      Number(x.trim())
+    );
+    assert.equal(kcent.length, 1 << kb);
+    kcent.forEach((h, c) => {
+      const want = layout.centroids![c] * Math.sqrt(128);
+      assert.ok(Math.abs(f16Decode(h) - want) <= Math.abs(want) * 2 ** -11, `${preset} C̃[${c}]`);
+    });
+    // the fill: 16-byte quad i holds 4 copies of entry i >> 3 (32 copies = 8 quads per entry)
+    const fill = line(
+      src,
+      /const int i = [^;]*, e = i >> (\d+);\s*const u32 v = \(u32\)KCENT\[e & (\d+)\] \| \(\(u32\)KCENT\[e >> (\d+)\] << 16\);\s*if \(i < (\d+)\) \(\(uint4\*\)smem\)\[i\] = make_uint4\(v, v, v, v\);/,
+    );
+    const [qs, fm, fs, nq] = [Number(fill[1]), Number(fill[2]), Number(fill[3]), Number(fill[4])];
+    assert.equal(nq * 16, geo.tableBytes, `${preset}: the fill covers the table`);
+    const table = new Uint32Array(geo.tableBytes / 4);
+    for (let i = 0; i < table.length; i++) {
+      const e = (i >> 2) >> qs;
+      table[i] = (kcent[e & fm] | (kcent[e >> fs] << 16)) >>> 0;
+    }
+    // the four loads of kpair, run as JS
+    const loads = [
+      ...src.matchAll(/h\[(\d)\] = \*\(const u32\*\)\(tab \+ andor<(0x[0-9a-f]+)u>\(([^,]+), lane4\)\);/g),
+    ];
+    assert.equal(loads.length, 4, `${preset}: 4 pair loads`);
+    for (let trial = 0; trial < 200; trial++) {
+      const codes = Array.from({ length: 8 }, () => rng.int(0, 1 << kb));
+      const w = codes.reduce((a, x, i) => a + x * 2 ** (kb * i), 0) >>> 0;
+      const lane = rng.int(0, 32);
+      for (const m of loads) {
+        const j = Number(m[1]), mask = Number(m[2]);
+        const x = new Function("w", `return (${js(m[3]).replace(/>>/g, ">>>")}) >>> 0;`)(w) as number;
+        const addr = ((x & mask) | (lane * 4)) >>> 0;
+        assert.ok(addr + 4 <= geo.tableBytes, `${preset}: address ${addr} inside the table`);
+        assert.equal((addr >> 2) & 31, lane, `${preset}: lane ${lane} reads its own bank`);
+        const got = table[addr >> 2];
+        assert.equal(got & 0xffff, kcent[codes[2 * j]], `${preset} pair ${j} low half (w ${w.toString(16)})`);
+        assert.equal(got >>> 16, kcent[codes[2 * j + 1]], `${preset} pair ${j} high half`);
       }
     }
   }

@@ -2,7 +2,7 @@
  * Host emulation of one warp of the tensor-core TurboQuant decode (`codegen/kernels/tq_decode.ts`) on
  * one 16-token tile: every lane's fragments are filled the way the kernel fills them (the permuted key
  * dims, the value rows g / g+8 = low / high nibble, P' through `movmatrix`), the MMAs run with the PTX
- * m16n8k16 fragment layouts, and the epilogue undoes the 1024 offset and the ×16 exactly as the kernel
+ * m16n8k16 fragment layouts, and the epilogue undoes the 2^-24 (f16 subnormal codes) and the ×16 as the kernel
  * does. The result must match attention over the same tile computed directly. This checks the index
  * bookkeeping that a GPU run would otherwise be the first to see (the bit tricks that produce the
  * fragment values are checked in `turboquant_test.ts`).
@@ -129,20 +129,19 @@ Deno.test("turboquant decode (emulated warp): fragments, movmatrix and epilogue 
           const g = l >> 2, c = l & 3, d = 8 * (g + 8 * i2) + 2 * k;
           const [ta, tb, tc, td] = [2 * c, 2 * c + 1, 2 * c + 8, 2 * c + 9];
           return [
-            1024 + vc[ta][d],
-            1024 + vc[tb][d],
-            1024 + 16 * vc[ta][d + 1],
-            1024 + 16 * vc[tb][d + 1],
-            1024 + vc[tc][d],
-            1024 + vc[td][d],
-            1024 + 16 * vc[tc][d + 1],
-            1024 + 16 * vc[td][d + 1],
+            vc[ta][d] * 2 ** -24,
+            vc[tb][d] * 2 ** -24,
+            16 * vc[ta][d + 1] * 2 ** -24,
+            16 * vc[tb][d + 1] * 2 ** -24,
+            vc[tc][d] * 2 ** -24,
+            vc[td][d] * 2 ** -24,
+            16 * vc[tc][d + 1] * 2 ** -24,
+            16 * vc[td][d + 1] * 2 ** -24,
           ];
         });
         oacc[4 * i2 + k] = mma(A, PB, lanes.map(() => [0, 0, 0, 0]));
       }
     }
-    const one = mma(lanes.map(() => new Array(8).fill(1024)), PB, lanes.map(() => [0, 0, 0, 0]));
     const out = Array.from({ length: G }, () => new Array(D).fill(NaN));
     for (const l of lanes) {
       const g = l >> 2, c = l & 3;
@@ -154,8 +153,8 @@ Deno.test("turboquant decode (emulated warp): fragments, movmatrix and epilogue 
         for (let i2 = 0; i2 < NGV; i2++) {
           for (let k = 0; k < 4; k++) {
             const d0 = 8 * (g + 8 * i2);
-            out[col][d0 + 2 * k] = (oacc[4 * i2 + k][l][e] - one[l][e] + pz) / L;
-            out[col][d0 + 2 * k + 1] = ((oacc[4 * i2 + k][l][2 + e] - one[l][e]) / 16 + pz) / L;
+            out[col][d0 + 2 * k] = (oacc[4 * i2 + k][l][e] * 2 ** 24 + pz) / L;
+            out[col][d0 + 2 * k + 1] = (oacc[4 * i2 + k][l][2 + e] * 2 ** 20 + pz) / L;
           }
         }
       }
@@ -346,15 +345,15 @@ Deno.test("turboquant codegen: emulated kdeq (PRMT table + sign) and 3-bit sprea
   }
 });
 
-Deno.test("turboquant codegen: emulated value operand — (x & mask) | 0x6400 is 1024 + code (low) / 1024 + 16·code (high)", () => {
+Deno.test("turboquant codegen: emulated value operand — x & mask is the f16 subnormal code·2^-24 (low) / 16·code·2^-24 (high)", () => {
   for (let a = 0; a < 256; a += 7) {
     for (let b = 0; b < 256; b += 13) {
       const x = (a | (b << 16)) >>> 0;
-      const lo = ((x & 0x000f000f) | 0x64006400) >>> 0, hi = ((x & 0x00f000f0) | 0x64006400) >>> 0;
-      assert.equal(f16Decode(lo & 0xffff), 1024 + (a & 15));
-      assert.equal(f16Decode(lo >>> 16), 1024 + (b & 15));
-      assert.equal(f16Decode(hi & 0xffff), 1024 + 16 * (a >> 4));
-      assert.equal(f16Decode(hi >>> 16), 1024 + 16 * (b >> 4));
+      const lo = (x & 0x000f000f) >>> 0, hi = (x & 0x00f000f0) >>> 0;
+      assert.equal(f16Decode(lo & 0xffff) * 2 ** 24, a & 15);
+      assert.equal(f16Decode(lo >>> 16) * 2 ** 24, b & 15);
+      assert.equal(f16Decode(hi & 0xffff) * 2 ** 20, a >> 4);
+      assert.equal(f16Decode(hi >>> 16) * 2 ** 20, b >> 4);
     }
   }
 });

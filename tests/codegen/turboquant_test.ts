@@ -28,7 +28,12 @@ import { tqStoreGeometry, tqStoreKernel } from "../../codegen/kernels/tq_store.t
 import { TQ_STORE_PLAN, tqKeyLut, tqLutCode } from "../../codegen/kernels/tq_store_parts.ts";
 import { tqDecodeGeometry, tqDecodeKernel, tqDecodeMmaProblem } from "../../codegen/kernels/tq_decode.ts";
 import { tqDecodeSimpleKernel, tqMergeKernel } from "../../codegen/kernels/tq_decode_simple.ts";
-import { tqDecodeV2Geometry, tqDecodeV2Kernel } from "../../codegen/kernels/tq_decode_v2.ts";
+import {
+  tqDecodeV2Geometry,
+  tqDecodeV2Kernel,
+  tqDecodeV3Kernel,
+  tqDecodeV3Problem,
+} from "../../codegen/kernels/tq_decode_v2.ts";
 import { cFloat } from "../../dsl/turboquant/f32.ts";
 import { Rng } from "../../testing/mod.ts";
 
@@ -50,7 +55,7 @@ Deno.test("turboquant codegen: signatures from ParamSpec, deterministic sources,
   for (const p of TURBOQUANT_PRESET_NAMES) {
     all.push(tqStoreKernel({ layout: turboQuantLayout(p, 128), inDtype: "bf16", numKvHeads: 8 }));
     all.push(tqDecodeKernel(dec(p, 128)));
-    all.push(tqDecodeV2Kernel(dec(p, 128)));
+    all.push(tqDecodeV2Kernel(dec(p, 128)), tqDecodeV3Kernel(dec(p, 128)));
     all.push(tqDecodeSimpleKernel(dec(p, 128)));
   }
   all.push(
@@ -318,8 +323,8 @@ compileTest(
     await compiles(tqDecodeKernel(dec("turboquant_3bit_nc", 64, { G: 8, Hk: 4, signs: true })), ["sm_90a"]);
     await compiles(tqDecodeKernel(dec("turboquant_4bit_nc", 128, { G: 16, Hk: 2, f16: true })), ["sm_90a"]);
     await compiles(tqDecodeKernel(dec("turboquant_k3v4_nc", 256, { G: 8, Hk: 8 })), ["sm_90a"]);
-    // 8 score + 8 norm + 8 value + 1 offset MMAs per tile (fp8 keys: no norm MMAs); −1: no cuobjdump / --allow-run
-    if (!sassMma.includes(-1)) assert.deepEqual(sassMma, [17, 25, 25, 25], `HMMA per kernel: ${sassMma}`);
+    // 8 score + 8 norm + 8 value MMAs per tile (fp8 keys: no norm MMAs); −1: no cuobjdump / --allow-run
+    if (!sassMma.includes(-1)) assert.deepEqual(sassMma, [16, 24, 24, 24], `HMMA per kernel: ${sassMma}`);
   },
 );
 
@@ -346,7 +351,33 @@ compileTest(
     await compiles(tqDecodeV2Kernel(v2("turboquant_k8v4", 256, { G: 4, Hk: 3 }, 128)), ["sm_90a"]);
     await compiles(tqDecodeV2Kernel(v2("turboquant_4bit_nc", 64, { G: 1, Hk: 1 }, 16)), ["sm_90a"]);
     // the same MMAs per tile as version 1
-    if (!sassMma.includes(-1)) assert.deepEqual(sassMma, [17, 25, 25, 25], `HMMA per kernel: ${sassMma}`);
+    if (!sassMma.includes(-1)) assert.deepEqual(sassMma, [16, 24, 24, 24], `HMMA per kernel: ${sassMma}`);
+  },
+);
+
+compileTest(
+  "turboquant tensor-core decode v3 kernels (bulk copies + mbarriers; every preset at D 128 Hk 8; D 64/256, G 2/8, pages 32-128; sm_90)",
+  async () => {
+    const sass: number[] = [];
+    for (const p of TURBOQUANT_PRESET_NAMES) {
+      const cubin = await compiles(tqDecodeV3Kernel(dec(p, 128)), ["sm_90a"]);
+      if (cubin) sass.push(countOpcode(cubin, "HMMA"));
+    }
+    const v3 = (p: string, D: number, x: Parameters<typeof dec>[2], BS: number) => ({
+      ...dec(p, D, x),
+      blockSize: BS,
+    });
+    await compiles(tqDecodeV3Kernel(v3("turboquant_3bit_nc", 64, { G: 2, Hk: 16, signs: true }, 32)), [
+      "sm_90a",
+    ]);
+    await compiles(tqDecodeV3Kernel(v3("turboquant_k3v4_nc", 256, { G: 8, Hk: 8, f16: true }, 128)), [
+      "sm_90a",
+    ]);
+    await compiles(tqDecodeV3Kernel(v3("turboquant_k8v4", 128, { G: 4, Hk: 8 }, 64)), ["sm_90a"]);
+    if (!sass.includes(-1)) assert.deepEqual(sass, [16, 24, 24, 24], `HMMA per kernel: ${sass}`);
+    // 4 KV heads × 134-byte slots = 536 bytes per CTA row: not whole 16-byte units
+    assert.match(tqDecodeV3Problem(dec("turboquant_4bit_nc", 128, { G: 4, Hk: 4 })) ?? "", /16-byte/);
+    assert.throws(() => tqDecodeV3Kernel(dec("turboquant_4bit_nc", 128, { G: 4, Hk: 4 })), /16-byte/);
   },
 );
 

@@ -18,14 +18,12 @@
  * @module
  */
 
-/** Device helpers shared by every kernel of the ladder (pure text, deterministic). */
-export const SM90_HELPERS = String.raw`
-typedef unsigned long long u64;
-typedef unsigned int u32;
-
-__device__ __forceinline__ u32 smem_addr(const void* p) { return (u32)__cvta_generic_to_shared(p); }
-
-// ---- mbarrier --------------------------------------------------------------------------------
+/**
+ * The mbarrier helpers alone (init + fence, try / watchdog wait, arrive, expect_tx): the TurboQuant decode
+ * v3 pipeline uses them too. Needs `u32` and `smem_addr`-free code only.
+ */
+export const MBAR_HELPERS: string = String
+  .raw`// ---- mbarrier --------------------------------------------------------------------------------
 __device__ __forceinline__ void mbar_init(u32 bar, u32 count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(bar), "r"(count) : "memory");
 }
@@ -84,7 +82,16 @@ __device__ __forceinline__ void mbar_expect_tx(u32 bar, u32 bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(bar), "r"(bytes) : "memory");
 }
 
-// ---- TMA ---------------------------------------------------------------------------------------
+`;
+
+/** Device helpers shared by every kernel of the ladder (pure text, deterministic). */
+export const SM90_HELPERS = String.raw`
+typedef unsigned long long u64;
+typedef unsigned int u32;
+
+__device__ __forceinline__ u32 smem_addr(const void* p) { return (u32)__cvta_generic_to_shared(p); }
+
+${MBAR_HELPERS}// ---- TMA ---------------------------------------------------------------------------------------
 __device__ __forceinline__ void tma_prefetch(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];" :: "l"((u64)map) : "memory");
 }
