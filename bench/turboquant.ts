@@ -14,9 +14,10 @@
  * - decode, Hq 32, Hk 8, D 128: bf16 reads B·L·8·512 B (537 MB at B 16 × 8k → 128 µs; the peer measured
  *   135–139 µs). TurboQuant reads 196/134/118/102 B per token-head instead of 512: floors of 49/33/30/25 µs.
  *   Version 1 ran 75/88/94/96 µs there (a ~18 µs fixed cost per call + an issue-bound loop of 440–785
- *   instructions per 16-token tile); version 2 cuts the loop to 353/556/625/636 instructions and the
- *   fixed cost (no merge kernel, prologue under the first loads): expect ~55–65 µs at B 16 × 8k.
- *   Both versions run at B 16 × 8k in the same run; version 2 at every shape.
+ *   instructions per 16-token tile); version 2 cut the loop to 353/556/625/636 instructions but stayed
+ *   at 81–93 µs (ALU pipe, L2 over-fetch of its per-warp chunks, late data); version 3 (the default on
+ *   sm_90: key table, whole-tile bulk copies) runs 487–503 instructions per tile and measured 62–66 µs
+ *   (2.2–2.35× SDPA). The older versions run at B 16 × 8k in the same run; the default at every shape.
  * A preset whose validation fails prints FAILED in its rows and the bench goes on.
  *
  * @module

@@ -1,18 +1,20 @@
 /**
- * TurboQuant decode attention on tensor cores, version 2 (the default; `tq_decode.ts` is version 1,
- * kept selectable for comparison). Same math and contract as version 1 — one warp per KV head, all G
- * query heads of it as the N side of `mma.sync` m16n8k16, scores `K̃·q'ᵀ` from PRMT centroid lookups
- * (`kdeq`), `Oᵀ += code·P'ᵀ` for the values — with the per-tile overheads cut:
+ * TurboQuant decode attention on tensor cores, versions 2 and 3 (one generator; `tq_decode.ts` is
+ * version 1, kept selectable for comparison). Same math and contract as version 1 — one warp per KV
+ * head, all G query heads of it as the N side of `mma.sync` m16n8k16, scores `K̃·q'ᵀ` from centroid
+ * pairs, `Oᵀ += code·P'ᵀ` for the values — with the per-tile overheads cut:
  *
- * - every warp runs its own cp.async pipeline over its own slot (16 rows, one 16-byte chunk run per
- *   row, fixed per-lane offsets: ~6 cp.async per lane per tile instead of a generic chunk loop of
- *   ~100 instructions), so the loop has no CTA barrier; a row's lead-in (slot address mod 16) depends
- *   only on the row, so fragment offsets are loop-invariant. Rows are an odd number of 16-byte
- *   chunks apart: the fragment reads are bank-conflict-free.
+ * - version 2: every warp runs its own cp.async pipeline over its own slot (16 rows, one 16-byte chunk
+ *   run per row, fixed per-lane offsets), so the loop has no CTA barrier; a row's lead-in (slot address
+ *   mod 16) depends only on the row, so fragment offsets are loop-invariant; rows are an odd number of
+ *   16-byte chunks apart: the fragment reads are bank-conflict-free. Version 3 ({@linkcode
+ *   tqDecodeV3Kernel}, sm_90, the default) moves whole tiles with one bulk copy instead.
+ * - key centroids by table: a 2-code → f16x2 table in shared memory, 32 copies so lane l reads bank l
+ *   (`kpair`: 4 loads, one shift + one LOP3 each, per 8 codes; version 1's PRMT arithmetic was ~20
+ *   ALU ops per 8 codes plus the 3-bit → nibble spreading, and the ALU pipe was the busiest).
  * - block-table entries come 32 pages at a time (one per lane) and are shuffled out per tile: no
  *   dependent global load in front of every tile's copies.
- * - the first STAGES−1 tiles are requested before the query is loaded and rotated (the query scratch
- *   is the warp's last stage), so the rotation hides under the first DRAM round trip.
+ * - the query is requested first and rotated while the first tiles load.
  * - value operands straight from the packed bytes: code i of a group sits at bit `bits·i`; one PRMT
  *   puts a 16-bit window of two tokens' groups into the two halves of a register and one AND makes
  *   the f16 subnormal `code·2^(p−24)` (zero exponent: exact, and no offset for the accumulators to
@@ -21,14 +23,16 @@
  *   the epilogue scales row by row by 2^(24−p).
  * - `ex2.approx.ftz` / `rsqrt.approx.ftz` (no denormal fix-ups around every exponential).
  * - the split-KV merge runs in the kernel: the last warp of a (sequence, KV head) to finish (an atomic
- *   counter per pair, reset by that warp) merges the S partials — no second launch (`counters` param).
+ *   counter per pair, reset by that warp) merges the S partials of all G heads at once — no second
+ *   launch (`counters` param).
  *
- * Napkin math per 16-token tile per warp (D 128, G 4; SASS of the loop, static, of which ~37 are the
- * rarely taken rescale branch): k8v4 353 / 4bit_nc 556 / k3v4_nc 625 / 3bit_nc 636 (version 1: 441 /
- * 652 / 724 / 785). 4bit_nc: keys 8 words × (3 load + ~18 PRMT lookup) + 32 HMUL2 + 16 HMMA ≈ 215,
- * values 16 LDS + 16 PRMT + 32 LOP3 + 9 HMMA ≈ 75, softmax ≈ 70, copies + page ≈ 45. B 16 × 8k: 65.5k
- * warp-tiles × ~520 / (132 SMs × 4 schedulers) ≈ 65k issue cycles ≈ 37 µs at 1.75 GHz, around the
- * 34 µs memory floor of the 140 MB cache; version 1 ran at ~63% issue efficiency behind CTA barriers.
+ * Napkin math per 16-token tile per warp (D 128, G 4; SASS of the loop, static): version 2 before the
+ * key table 353 (k8v4) / 570 (4bit_nc) / 625 (k3v4_nc) / 636 (3bit_nc), after it 487 / 493 / 503 for
+ * the centroid presets (version 1: 441 / 652 / 724 / 785). B 16 × 8k, 4bit_nc: 65.5k warp-tiles × ~490
+ * / (132 SMs × 4 schedulers) ≈ 61k issue cycles ≈ 33 µs at 1.85 GHz, at the 34 µs memory floor of the
+ * 140 MB cache. Measured (H200, ncu): version 2 83–95 µs — ALU-pipe throttled, L2 at 78% for DRAM at
+ * 40% (chunk over-fetch), late data; version 3 66 µs (DRAM 44%, full-barrier waits 5% of samples,
+ * prologue + merge ~15%).
  *
  * @module
  */
