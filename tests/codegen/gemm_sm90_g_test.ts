@@ -240,3 +240,20 @@ Deno.test("gemm_sm90 SASS helpers: loops that issue wgmmas and the barriers insi
     bars.some((b) => b.threads === undefined && b.index >= loops[1].start && b.index <= loops[1].end),
   );
 });
+
+Deno.test("gemm_sm90 heuristic: the default is run 3's tuned config on every bench shape (issue 6: within 10%)", () => {
+  // tuned on the H200 (bench/RESULTS.md, run 3): step g and the width the autotuner kept
+  const tuned: [number, number, number, number][] = [
+    [4096, 4096, 7168, 128],
+    [4096, 7168, 2048, 128],
+    [4096, 24576, 1536, 128],
+    [1024, 4096, 7168, 128],
+    [1024, 7168, 2048, 160],
+    [4096, 2112, 7168, 192],
+    [4096, 7168, 16384, 128],
+  ];
+  for (const [M, N, K, w] of tuned) {
+    const c = chooseSm90Config(M, N, K, "block");
+    assert.equal(`${c.step}${c.blockN}`, `g${w}`, `${M}x${N}x${K}`);
+  }
+});

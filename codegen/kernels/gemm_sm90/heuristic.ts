@@ -36,19 +36,25 @@ const SMEM_BYTES_PER_CLK = 128;
  * from `bench/gemm_sm90.ts` numbers (per k-block clk = µs · 1830 / (waves · K/128)).
  */
 export const SM90_STEP_MODEL: Readonly<
-  Record<Sm90Step, { colClk: number; twoBlockClk: number; tileClk: number }>
+  Record<Sm90Step, { colClk: number; twoBlockClk: number; tileClk: number; oddWidthClk?: number }>
 > = {
   a: { colClk: 8.9, twoBlockClk: 0.3, tileClk: 5500 },
   b: { colClk: 6.9, twoBlockClk: 0.3, tileClk: 5500 },
-  c: { colClk: 7.0, twoBlockClk: 0.3, tileClk: 1200 },
-  d: { colClk: 7.15, twoBlockClk: 0.3, tileClk: 1200 },
+  // c and d share g's tile structure (TMA box, wgmma widths, epilogue): the odd-width penalty measured on
+  // g is assumed for them too
+  c: { colClk: 7.0, twoBlockClk: 0.3, tileClk: 1200, oddWidthClk: 1.1 },
+  d: { colClk: 7.15, twoBlockClk: 0.3, tileClk: 1200, oddWidthClk: 1.1 },
   // e/f were predicted at 5.3 (deferred promotion hiding the FFMA stall); run 2 on the H200 measured
   // 942–1033 clk/kb at 128×128 against c's 877–965: about 7.5% slower than c, not faster.
   e: { colClk: 7.55, twoBlockClk: 0.3, tileClk: 1200 },
   f: { colClk: 7.8, twoBlockClk: 0.3, tileClk: 1200 },
   // g (c + ping-pong math warpgroups, per-warpgroup epilogue), predicted ≈ 5.7–6.5 (step_g.ts): run 3 measured 808–888 clk/kb at 128×128
   // against c's 866–958, 7–8% faster on every bench shape.
-  g: { colClk: 6.5, twoBlockClk: 0.3, tileClk: 1200 },
+  // oddWidthClk: extra per column when the width is not a multiple of 32. Session 2 fit of run 3's
+  // measured g tiles: 112-wide 7.3 clk/column/k-block (4096×2112×7168, 128.8 µs) against 6.2–6.3 for
+  // 128 (4096×4096×7168) and 192 (4096×2112×7168, 112.5 µs) — the default picked 112 there, 1.14× the
+  // tuned 192.
+  g: { colClk: 6.5, twoBlockClk: 0.3, tileClk: 1200, oddWidthClk: 1.1 },
 };
 
 /**
@@ -75,7 +81,8 @@ export function sm90ModelClocks(
   const tiles = Math.ceil(M / c.blockM) * Math.ceil(N / c.blockN);
   const waves = Math.ceil(tiles / sms); // one CTA per SM (smem); the last wave is partial either way
   const two = c.mode === "block" && 128 % c.blockN !== 0 ? m.twoBlockClk : 0;
-  const compute = c.blockN * (m.colClk * (c.blockM / 128) + two);
+  const odd = c.blockN % 32 !== 0 ? m.oddWidthClk ?? 0 : 0;
+  const compute = c.blockN * ((m.colClk + odd) * (c.blockM / 128) + two);
   const l2 = (c.blockM * SM90_BLOCK_K + (c.blockN * SM90_BLOCK_K) / sm90Cluster(c)) / L2_BYTES_PER_CLK;
   // smem: each 64-row wgmma slice reads its A rows and all of B; TMA writes A + B once
   const smem = ((c.blockM / 64) * (64 + c.blockN) + c.blockM + c.blockN) * SM90_BLOCK_K / SMEM_BYTES_PER_CLK;
@@ -89,7 +96,7 @@ export const SM90_DEFAULT_STEPS: Sm90Step[] = ["b", "c", "d", "e", "f", "g"];
  * the persistent c beat e/f (deferred promotion) at every shape; in run 3 g (c with ping-pong math
  * warpgroups) beat c by 7–8% everywhere, so the default is now g. Default vs tuned (run 3): equal on
  * five shapes, 1.04× at 1024×7168×2048 (112- vs 160-wide), 1.14× at 4096×2112×7168 (112- vs 192-wide:
- * the per-column model undervalues wide tiles there; the autotuner's cached choice covers it).
+ * the per-column model undervalued wide tiles there, fixed in session 2 by g's `oddWidthClk`).
  */
 export const SM90_HEURISTIC_STEPS: Sm90Step[] = ["b", "c", "d", "g"];
 
