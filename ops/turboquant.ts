@@ -79,9 +79,9 @@ export interface TurboQuantOptions {
   /** Preallocate the split-KV workspace for this many sequences. */
   maxBatch?: number;
   /**
-   * Decode kernel: "auto" (default) takes version 3 on sm_90 when the CTA can hold every KV head of a
-   * row in whole 16-byte units (H200, Hq 32 Hk 8 D 128: 2.2–2.7× bf16 SDPA, against 1.4–2.1× for
-   * version 2), else the faster older version for the key format — version 1 for fp8 keys, version 2
+   * Decode kernel: "auto" (default) takes version 3 on sm_90 (always when one CTA holds every KV head,
+   * Hk ≤ 8; else when its row copies are whole 16-byte units) — H200, Hq 32 Hk 8 D 128: 2.2–2.7× bf16
+   * SDPA, against 1.4–2.1× for version 2; Hk 4: 4bit_nc B 64 × 8k 150 vs 185 µs — else the faster older version for the key format — version 1 for fp8 keys, version 2
    * for centroid keys — or the CUDA-core one when the preset is outside the tensor-core kernels; or
    * force one: "mma3" (bulk tile copies on mbarriers, key table), "mma" (version 2: per-warp cp.async
    * pipelines, in-kernel split merge), "mma1" (version 1), "simple" (CUDA cores, any preset).
@@ -441,10 +441,12 @@ class TurboQuantImpl implements TurboQuant {
         32,
       ),
     );
-    // fp8 keys on version 3 stream rather than compute: one CTA per SM already keeps DRAM as busy as
-    // it gets, and a second one only adds splits (H200, k8v4 B 16 × 8k: S 8 → 62.5 µs, S 16 → 73.1)
+    // fp8 keys on version 3 stream rather than compute: 8 warps per SM already keep DRAM as busy as it
+    // gets, more only add splits (H200, k8v4 Hk 8 (8 warps per CTA) B 16 × 8k: S 8 → 62.5 µs, S 16 →
+    // 73.1; Hk 4 (4 warps) B 64 × 8k: S 4 (2 CTAs per SM) → 120 µs, S 2 → 186)
     const streaming = this.decodeKernel === "mma3" && this.layout.keyFp8;
-    const slots = (streaming ? 1 : perSm) * this.device.info.smCount, ctas = B * this.#groups;
+    const perSmUsed = streaming ? Math.min(perSm, Math.max(1, Math.floor(256 / threads))) : perSm;
+    const slots = perSmUsed * this.device.info.smCount, ctas = B * this.#groups;
     const tiles = Math.max(1, Math.ceil(maxLen / 16));
     let best = 1, bestCost = Infinity;
     for (let S = 1; S <= Math.min(this.#maxSplits, tiles); S++) {

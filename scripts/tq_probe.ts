@@ -9,7 +9,7 @@ import { TURBOQUANT_PRESET_NAMES } from "../dsl/turboquant/mod.ts";
 import { prepareTurboQuant } from "../ops/turboquant.ts";
 import { Rng } from "../testing/mod.ts";
 
-const D = 128, HK = 8, HQ = 32, BS = 16;
+const D = 128, HK = Number(Deno.env.get("HK") ?? 8), HQ = Number(Deno.env.get("HQ") ?? 32), BS = 16;
 const rng = new Rng(3);
 const presets = Deno.args.length ? Deno.args : [...TURBOQUANT_PRESET_NAMES];
 const kernel = (Deno.env.get("KERNEL") ?? "auto") as "auto" | "mma" | "mma1";

@@ -107,10 +107,13 @@ export function tqDecodeV2Geometry(o: TqDecodeKernelOptions): TqDecodeV2Geometry
 
 /**
  * Why version 3 (bulk copies of the CTA's slots of each token row) can't take these options, or
- * undefined: each row copy must be whole 16-byte units at 16-byte aligned addresses.
+ * undefined: when the CTA holds every KV head a tile is one copy of 16 whole page rows (always whole
+ * 16-byte units); else each row copy must be whole 16-byte units at 16-byte aligned addresses.
  */
 export function tqDecodeV3Problem(o: TqDecodeKernelOptions): string | undefined {
   const HG = tqDecodeV2Geometry(o).headsPerCta, SLOT = o.layout.slotBytesAligned;
+  // every KV head in the CTA: a tile is 16 whole rows of the page, 16·Hk·SLOT bytes — whole 16-byte units
+  if (HG === o.numKvHeads) return undefined;
   if ((HG * SLOT) % 16 !== 0 || (o.numKvHeads * SLOT) % 16 !== 0) {
     return `${HG} heads × ${SLOT}-byte slots per CTA row (of ${o.numKvHeads}): version 3 copies 16-byte units`;
   }

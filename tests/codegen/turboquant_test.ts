@@ -375,9 +375,12 @@ compileTest(
     ]);
     await compiles(tqDecodeV3Kernel(v3("turboquant_k8v4", 128, { G: 4, Hk: 8 }, 64)), ["sm_90a"]);
     if (!sass.includes(-1)) assert.deepEqual(sass, [16, 24, 24, 24], `HMMA per kernel: ${sass}`);
-    // 4 KV heads × 134-byte slots = 536 bytes per CTA row: not whole 16-byte units
-    assert.match(tqDecodeV3Problem(dec("turboquant_4bit_nc", 128, { G: 4, Hk: 4 })) ?? "", /16-byte/);
-    assert.throws(() => tqDecodeV3Kernel(dec("turboquant_4bit_nc", 128, { G: 4, Hk: 4 })), /16-byte/);
+    // 12 KV heads: 6 per CTA × 134-byte slots = 804 bytes per row copy, not whole 16-byte units; with every
+    // head in the CTA (Hk 4) a tile is 16 whole page rows, always fine
+    assert.match(tqDecodeV3Problem(dec("turboquant_4bit_nc", 128, { G: 2, Hk: 12 })) ?? "", /16-byte/);
+    assert.throws(() => tqDecodeV3Kernel(dec("turboquant_4bit_nc", 128, { G: 2, Hk: 12 })), /16-byte/);
+    assert.equal(tqDecodeV3Problem(dec("turboquant_4bit_nc", 128, { G: 4, Hk: 4 })), undefined);
+    await compiles(tqDecodeV3Kernel(dec("turboquant_4bit_nc", 128, { G: 8, Hk: 4 })), ["sm_90a"]);
   },
 );
 
