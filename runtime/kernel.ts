@@ -71,7 +71,10 @@ export class LoadedKernel {
   /** Registers per thread and local (spill/stack) bytes, as the driver reports. */
   readonly registers: number;
   readonly localBytes: number;
+  /** Dynamic shared bytes a launch may use without raising the opt-in: 48 KB less the static bytes. */
   #smemSet = 48 * 1024;
+  /** Static shared memory of the kernel (bytes, from the driver). */
+  readonly staticSharedBytes: number;
   #cfg?: { buf: Uint8Array<ArrayBuffer>; attrs: bigint };
   /** The source declares `pdl` and the device runs it (cc ≥ 9.0). */
   readonly #pdl: boolean;
@@ -81,6 +84,9 @@ export class LoadedKernel {
     this.packer = new ArgPacker(source.params, source.name, this.#paramLayout());
     this.registers = this.#attr(FUNC_ATTR.NUM_REGS);
     this.localBytes = this.#attr(FUNC_ATTR.LOCAL_SIZE_BYTES);
+    this.staticSharedBytes = this.#attr(FUNC_ATTR.SHARED_SIZE_BYTES);
+    // static + dynamic above 48 KB needs the opt-in, even when the dynamic part alone is ≤ 48 KB
+    this.#smemSet = 48 * 1024 - this.staticSharedBytes;
     if (source.sharedBytes > this.#smemSet) this.#raiseShared(source.sharedBytes);
     this.#pdl = source.pdl === true && module.device.info.cc >= 90;
   }
@@ -144,9 +150,10 @@ export class LoadedKernel {
 
   #raiseShared(bytes: number): void {
     const max = this.device.info.maxSharedPerBlockOptin;
-    if (bytes > max) {
+    if (bytes + this.staticSharedBytes > max) {
       throw new LaunchError(
-        `${this.name} asks for ${bytes} bytes of shared memory; the device allows ${max}`,
+        `${this.name} asks for ${bytes} bytes of dynamic shared memory (+ ${this.staticSharedBytes} static); ` +
+          `the device allows ${max}`,
       );
     }
     check(

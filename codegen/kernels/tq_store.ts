@@ -20,6 +20,11 @@
  * - kiln v2 (this): the index is one shared-memory table lookup (7 instructions per coordinate instead
  *   of 13), values need 2 float ops per element instead of 4, and the cp.async pipeline overlaps each
  *   warp's loads with its arithmetic.
+ * - tried in session 2 (H200, ncu on 3bit_nc: issue slots 71% busy, 1093 warp-instructions per tile,
+ *   top stall "not selected" — issue-bound at ~100 µs for every rotated preset): 6 CTAs per SM at 80
+ *   registers, 1% slower; 3 tile buffers with the output stage in the computed tile's dead K half (two
+ *   tiles in flight, 4 CTAs per SM), 5–18% slower. Both dropped: the warps, not the bytes in flight,
+ *   are what this kernel needs.
  *
  * Napkin math (T = 65536 tokens × Hk 8 × D 128, bf16): reads 2·T·Hk·D·2 = 268 MB, writes T·Hk·134 =
  * 70 MB (4bit_nc) → 338 MB ≈ 83 µs at 4.09 TB/s. Compute: ~950 instructions per tile of 8 vectors

@@ -244,3 +244,31 @@ gpuTest("memory: pinned host buffers copy asynchronously both ways", () => {
   Device.get().stream.synchronize();
   assertExactlyEqual(pin.bytes, copy, "pinned round trip");
 });
+
+gpuTest(
+  "launch: static + dynamic shared memory over 48 KB takes the opt-in (47 KB dynamic + 2 KB static)",
+  async () => {
+    const name = "kiln_smem_mix";
+    const params: KernelSource["params"] = [{ name: "out", kind: "ptr", dtype: "i32" }];
+    const src: KernelSource = {
+      name,
+      entry: name,
+      params,
+      block: [256, 1, 1],
+      sharedBytes: 47 * 1024,
+      source: `${renderSignature({ entry: name, params })} {
+  __shared__ int st[512];
+  extern __shared__ int dyn[];
+  st[threadIdx.x] = threadIdx.x;
+  for (int i = threadIdx.x; i < 47 * 256; i += blockDim.x) dyn[i] = i;
+  __syncthreads();
+  if (threadIdx.x == 0) out[0] = st[255] + dyn[47 * 256 - 1];
+}`,
+    };
+    const k = await jit(src);
+    assert.equal(k.staticSharedBytes, 2048);
+    using out = Tensor.empty("i32", [1]).fill(0);
+    k.launch(1, [out]);
+    assert.equal((out.toHost() as Int32Array)[0], 255 + 47 * 256 - 1);
+  },
+);
