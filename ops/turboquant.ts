@@ -423,16 +423,10 @@ class TurboQuantImpl implements TurboQuant {
     return o;
   }
 
-  /**
-   * KV splits per sequence for B sequences of at most `maxLen` tokens (the block table's capacity): the
-   * count (≤ maxSplits) with the least modelled time, waves × (16-token tiles per split + a fixed cost of
-   * ~6 tiles per split: prologue, first DRAM round trip, partial write, merge), where a wave is one pass
-   * over the resident CTA slots. Measured on the H200 (4bit_nc, B 16 × 8k): S 8 → 85 µs, 16 → 93, 32 →
-   * 116 with the one-head-at-a-time merge; B 16 × 512 took 47 µs at S 33 (one tile per split).
-   */
+  /** KV splits per sequence for B sequences of at most `maxLen` tokens ({@linkcode turboQuantSplits}). */
   #splits(B: number, maxLen: number): number {
     const k = this.kDecode, threads = k.source.block[0];
-    const perSm = Math.max(
+    const ctasPerSm = Math.max(
       1,
       Math.min(
         Math.floor((this.device.info.maxSharedPerSM || 228 * 1024) / (k.source.sharedBytes + 1024)),
@@ -441,19 +435,15 @@ class TurboQuantImpl implements TurboQuant {
         32,
       ),
     );
-    // fp8 keys on version 3 stream rather than compute: 8 warps per SM already keep DRAM as busy as it
-    // gets, more only add splits (H200, k8v4 Hk 8 (8 warps per CTA) B 16 × 8k: S 8 → 62.5 µs, S 16 →
-    // 73.1; Hk 4 (4 warps) B 64 × 8k: S 4 (2 CTAs per SM) → 120 µs, S 2 → 186)
-    const streaming = this.decodeKernel === "mma3" && this.layout.keyFp8;
-    const perSmUsed = streaming ? Math.min(perSm, Math.max(1, Math.floor(256 / threads))) : perSm;
-    const slots = perSmUsed * this.device.info.smCount, ctas = B * this.#groups;
-    const tiles = Math.max(1, Math.ceil(maxLen / 16));
-    let best = 1, bestCost = Infinity;
-    for (let S = 1; S <= Math.min(this.#maxSplits, tiles); S++) {
-      const cost = Math.ceil((ctas * S) / slots) * (Math.ceil(tiles / S) + 6);
-      if (cost < bestCost * 0.97) [best, bestCost] = [S, cost];
-    }
-    return best;
+    return turboQuantSplits({
+      ctas: B * this.#groups,
+      maxLen,
+      maxSplits: this.#maxSplits,
+      smCount: this.device.info.smCount,
+      ctasPerSm,
+      warpsPerCta: threads / 32,
+      streaming: this.decodeKernel === "mma3" && this.layout.keyFp8,
+    });
   }
 
   checkStatus(): void {
@@ -518,4 +508,39 @@ export async function turboQuantDecode(
   const out = tq.decode(o.q, o.cache, o.blockTables, o.seqLens, o.out, { numSplits: o.numSplits });
   tq.device.synchronize();
   return out;
+}
+
+/**
+ * KV splits per sequence of a decode launch: the count (≤ maxSplits, ≤ the 16-token tiles of `maxLen`)
+ * with the least modelled time, waves × (tiles per split + a fixed ~6 tiles per split: prologue, first
+ * DRAM round trip, partial write, merge), a wave being one pass over the resident CTA slots. Streaming
+ * kernels (fp8 keys on version 3) count slots of 8 warps per SM: more only add splits. Measured on the
+ * H200: 4bit_nc B 16 × 8k S 8 → 85 µs, 16 → 93, 32 → 116 (version 2, one-head merge); k8v4 v3 Hk 8
+ * B 16 × 8k S 8 → 62.5 µs, S 16 → 73.1; Hk 4 B 64 × 8k S 4 → 120, S 2 → 186.
+ *
+ * @example
+ * ```ts
+ * import { turboQuantSplits } from "./turboquant.ts";
+ * // B 16 × 8k on 132 SMs, two 8-warp CTAs per SM: 16 splits fill one wave
+ * console.log(turboQuantSplits({ ctas: 16, maxLen: 8192, maxSplits: 32, smCount: 132, ctasPerSm: 2, warpsPerCta: 8 })); // 16
+ * ```
+ */
+export function turboQuantSplits(o: {
+  /** CTAs of one split: sequences × head groups. */
+  ctas: number;
+  maxLen: number;
+  maxSplits: number;
+  smCount: number;
+  ctasPerSm: number;
+  warpsPerCta: number;
+  streaming?: boolean;
+}): number {
+  const perSm = o.streaming ? Math.min(o.ctasPerSm, Math.max(1, Math.floor(8 / o.warpsPerCta))) : o.ctasPerSm;
+  const slots = perSm * o.smCount, tiles = Math.max(1, Math.ceil(o.maxLen / 16));
+  let best = 1, bestCost = Infinity;
+  for (let S = 1; S <= Math.min(o.maxSplits, tiles); S++) {
+    const cost = Math.ceil((o.ctas * S) / slots) * (Math.ceil(tiles / S) + 6);
+    if (cost < bestCost * 0.97) [best, bestCost] = [S, cost];
+  }
+  return best;
 }
