@@ -372,6 +372,81 @@ gpuTest(
   },
 );
 
+gpuTest(
+  "turboquant decode: per-layer sign vector and f16 q/out, every tensor-core kernel vs the reference",
+  async () => {
+    const rng = new Rng(), failures: string[] = [];
+    for (
+      const c of [
+        { preset: "turboquant_4bit_nc", Hk: 8, G: 4, BS: 16, seqLens: [300, 45] },
+        { preset: "turboquant_3bit_nc", Hk: 4, G: 2, BS: 32, seqLens: [77, 250, 1] },
+      ]
+    ) {
+      const D = 128, l = turboQuantLayout(c.preset, D), Hq = c.Hk * c.G, B = c.seqLens.length;
+      const signs = randomSigns(D, 7 + c.Hk);
+      const per = c.seqLens.map((L) => Math.ceil(L / c.BS)), stride = Math.max(...per) + 1;
+      const numBlocks = per.reduce((a, b) => a + b, 0) + 2;
+      const bt = new Int32Array(B * stride);
+      const geom = { numBlocks, blockSize: c.BS, numKvHeads: c.Hk };
+      const cache = new Uint8Array(numBlocks * c.BS * c.Hk * l.slotBytesAligned);
+      let next = 1;
+      for (let b = 0; b < B; b++) {
+        for (let j = 0; j < per[b]; j++) bt[b * stride + j] = next++;
+        const L = c.seqLens[b];
+        const slots = Array.from(
+          { length: L },
+          (_, t) => bt[b * stride + Math.floor(t / c.BS)] * c.BS + (t % c.BS),
+        );
+        storeReference(
+          l,
+          geom,
+          values(rng, L * c.Hk * D, "f16"),
+          values(rng, L * c.Hk * D, "f16", 2),
+          slots,
+          cache,
+          signs,
+        );
+      }
+      const q = values(rng, B * Hq * D, "f16", 1.5);
+      const ref = decodeReference(l, {
+        q,
+        numHeads: Hq,
+        cache,
+        geom,
+        blockTables: bt,
+        blockTableStride: stride,
+        seqLens: c.seqLens,
+        signs,
+      });
+      using ct = Tensor.fromHost("u8", [numBlocks, c.BS, c.Hk, l.slotBytesAligned], cache);
+      using qt = Tensor.fromFloat("f16", [B, Hq, D], q);
+      using btt = Tensor.fromHost("i32", [B, stride], bt);
+      using sl = Tensor.fromHost("i32", [B], Int32Array.from(c.seqLens));
+      for (const kernel of ["mma3", "mma", "mma1"] as const) {
+        using tq = await prepareTurboQuant({
+          preset: c.preset,
+          headDim: D,
+          numKvHeads: c.Hk,
+          numHeads: Hq,
+          pageSize: c.BS,
+          dtype: "f16",
+          signs,
+          decodeKernel: kernel,
+        });
+        using out = Tensor.empty("f16", [B, Hq, D]).fill(0xff);
+        tq.decode(qt, ct, btt, sl, out);
+        const got = out.toFloat32(), err = relFrobenius(got, ref);
+        if (
+          !(err < 5e-3) || got.some((x) => !Number.isFinite(x))
+        ) {
+          failures.push(`${c.preset} Hk ${c.Hk} ${kernel}: rel. error ${err} (seed ${rng.seed})`);
+        }
+      }
+    }
+    assert.deepEqual(failures, []);
+  },
+);
+
 gpuTest("turboquant store: a device slot mapping past the cache is skipped and reported", async () => {
   using tq = await prepareTurboQuant({
     preset: "turboquant_4bit_nc",
