@@ -257,3 +257,10 @@ Deno.test("gemm_sm90 heuristic: the default is run 3's tuned config on every ben
     assert.equal(`${c.step}${c.blockN}`, `g${w}`, `${M}x${N}x${K}`);
   }
 });
+
+Deno.test("gemm_sm90 heuristic: g keeps ping-pong at 128-wide tiles and drops it at ≥ 160 (measured, session 2)", () => {
+  assert.notEqual(chooseSm90Config(4096, 4096, 7168, "block").pingpong, false);
+  const wide = chooseSm90Config(4096, 2112, 7168, "block");
+  assert.equal(`${wide.blockN} ${wide.pingpong}`, "192 false");
+  assert.equal(chooseSm90Config(1024, 7168, 2048, "block").pingpong, false);
+});

@@ -168,6 +168,10 @@ export function chooseSm90Config(
       best = { c, t };
     }
   }
+  // g's ping-pong pays at 128-wide tiles (4096×4096×7168: 1243 vs 1114 TFLOP/s without) and costs at
+  // wide ones (session 2, same run: 4096×2112×7168 g192 1106 vs 1152 without; 1024×7168×2048 g160 857 vs
+  // 887): two warpgroups each holding a 64×≥160 accumulator wait longer for their turn than they gain
+  if (best!.c.step === "g" && best!.c.blockN >= 160) return { ...best!.c, pingpong: false };
   return best!.c;
 }
 
