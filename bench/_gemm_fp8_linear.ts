@@ -23,36 +23,27 @@ import { pct, printTable, type Row } from "./_util.ts";
 /** M values of the fp8Linear table. */
 export const FP8_LINEAR_MS = [1, 4, 16];
 
-/** The (N, K) shapes of the issue (the GEMM table's). */
-const SHAPES: [number, number][] = [
-  [4096, 7168],
-  [7168, 2048],
-  [24576, 1536],
-  [2112, 7168],
-  [7168, 16384],
-  [256, 512],
-];
-
 /**
- * Print the fp8Linear table. `graphUs(fn)` is the GEMM bench's clock: mean µs per call of a replayed
- * graph of back-to-back calls `fn(i)`.
+ * Print the fp8Linear table for the (N, K) `shapes` (the GEMM table's). `graphUs(fn)` is the GEMM bench's
+ * clock: mean µs per call of a replayed graph of back-to-back calls `fn(i)`.
  *
  * @example
  * ```ts ignore
  * import { benchFp8Linear } from "./_gemm_fp8_linear.ts";
- * await benchFp8Linear(await copyBandwidth(), graphUs);
+ * await benchFp8Linear(await copyBandwidth(), graphUs, GEMM_SHAPES);
  * ```
  */
 export async function benchFp8Linear(
   copy: number,
   graphUs: (fn: (i: number) => void) => Promise<number>,
+  shapes: readonly (readonly [number, number])[],
 ): Promise<void> {
   const device = Device.get();
   const l2 = device.info.l2Bytes;
   const rng = new Rng(7);
   const rows: Row[] = [];
   const maxM = Math.max(...FP8_LINEAR_MS);
-  for (const [N, K] of SHAPES) {
+  for (const [N, K] of shapes) {
     const p = hostProblem(rng, "block", N, K, 1); // B and its scales (A comes from the quant)
     const sets = Math.max(1, Math.min(16, Math.ceil((2 * l2) / (N * K))));
     const bs = Array.from({ length: sets }, () => Tensor.fromHost("fp8e4m3", [N, K], p.b));

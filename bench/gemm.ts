@@ -200,7 +200,7 @@ export async function bench(backend: GemmBackendChoice = "auto"): Promise<void> 
     console.log(`* peer refused this M (${refusal}); timed at M padded to a multiple of 4, as vLLM pads.`);
   }
   if (peer?.torch) console.log(`peer: torch ${peer.torch}, ${peer.device}; graph replay, mean per call`);
-  if (backend === "auto") await benchFp8Linear(copy, graphUs);
+  if (backend === "auto") await benchFp8Linear(copy, graphUs, GEMM_SHAPES);
 }
 
 if (import.meta.main) await bench(Deno.args.includes("--mma") ? "mma" : "auto");

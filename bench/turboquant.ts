@@ -39,7 +39,8 @@ const D = 128, HK = 8, HQ = 32, BS = 16;
 const STORE_T = 65536;
 const DECODE: [number, number][] = [[16, 8192], [64, 8192], [16, 32768], [64, 32768]];
 
-function bf16Tensor(rng: Rng, shape: number[], scale = 1): Tensor {
+/** A bf16 tensor of N(0, scale²) values (also used by scripts/tq_*probe.ts). */
+export function bf16Tensor(rng: Rng, shape: number[], scale = 1): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const raw = new Uint16Array(n);
   for (let i = 0; i < n; i++) raw[i] = bf16Encode(rng.normal() * scale);

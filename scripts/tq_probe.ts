@@ -4,7 +4,7 @@
  * `NCU=1` runs one decode per preset (B, L from `SHAPE=B,L`) for a profiler.
  */
 import { Device, Tensor, timeKernel } from "../mod.ts";
-import { bf16Encode } from "../dsl/dtype.ts";
+import { bf16Tensor } from "../bench/turboquant.ts";
 import { TURBOQUANT_PRESET_NAMES } from "../dsl/turboquant/mod.ts";
 import { prepareTurboQuant } from "../ops/turboquant.ts";
 import { Rng } from "../testing/mod.ts";
@@ -13,11 +13,7 @@ const D = 128, HK = Number(Deno.env.get("HK") ?? 8), HQ = Number(Deno.env.get("H
 const rng = new Rng(3);
 const presets = Deno.args.length ? Deno.args : [...TURBOQUANT_PRESET_NAMES];
 const kernel = (Deno.env.get("KERNEL") ?? "auto") as "auto" | "mma" | "mma1";
-const bf16 = (shape: number[]) => {
-  const n = shape.reduce((a, b) => a * b, 1), raw = new Uint16Array(n);
-  for (let i = 0; i < n; i++) raw[i] = bf16Encode(rng.normal());
-  return Tensor.fromHost("bf16", shape, raw);
-};
+const bf16 = (shape: number[]) => bf16Tensor(rng, shape);
 const maxTokens = 64 * 8192;
 for (const preset of presets) {
   using tq = await prepareTurboQuant({

@@ -4,18 +4,13 @@
  * `TIME=1`.
  */
 import { Device, Tensor, timeKernel } from "../mod.ts";
-import { bf16Encode } from "../dsl/dtype.ts";
+import { bf16Tensor } from "../bench/turboquant.ts";
 import { TURBOQUANT_PRESET_NAMES } from "../dsl/turboquant/mod.ts";
 import { prepareTurboQuant } from "../ops/turboquant.ts";
 import { Rng } from "../testing/mod.ts";
 
 const T = 65536, HK = 8, D = 128, rng = new Rng(5);
-const bf16 = (scale: number) => {
-  const raw = new Uint16Array(T * HK * D);
-  for (let i = 0; i < raw.length; i++) raw[i] = bf16Encode(rng.normal() * scale);
-  return Tensor.fromHost("bf16", [T, HK, D], raw);
-};
-using k = bf16(1), v = bf16(2);
+using k = bf16Tensor(rng, [T, HK, D]), v = bf16Tensor(rng, [T, HK, D], 2);
 using slots = Tensor.fromHost("i32", [T], Int32Array.from({ length: T }, (_, i) => i));
 for (const preset of Deno.args.length ? Deno.args : TURBOQUANT_PRESET_NAMES) {
   using tq = await prepareTurboQuant({ preset, headDim: D, numKvHeads: HK, numHeads: 32, pageSize: 16 });

@@ -47,6 +47,7 @@ import {
   kdeqSource,
   magnitudeTables,
   onlineSoftmaxTile,
+  queryFragments,
   TQ_MMA_HELPERS,
 } from "./tq_decode_parts.ts";
 import {
@@ -225,32 +226,7 @@ ${renderSignature({ entry: name, params }, { launchBounds: HG === 8 && D <= 128 
       }
     }
     __syncwarp();
-${
-    L.rotate
-      ? `    for (int hs = 1; hs < D; hs <<= 1) {
-      for (int p = lane; p < G * D / 2; p += 32) {
-        const int qh = p / (D / 2), r = p % (D / 2);
-        const int i = qh * D + (r / hs) * 2 * hs + (r % hs);
-        const float a = qs[i], bb = qs[i + hs];
-        qs[i] = a + bb;
-        qs[i + hs] = a - bb;
-      }
-      __syncwarp();
-    }`
-      : ""
-  }
-    const float qscale = ${L.rotate ? cFloat(1 / Math.sqrt(D)) : "1.f"};
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      const int qh = nt * 8 + g;
-#pragma unroll
-      for (int kk = 0; kk < NK; ++kk) {
-        const int d0 = ${keyDims};
-        const float* r = qs + qh * D + d0;
-        bq[nt][kk][0] = qh < G ? pack_h2(r[0] * qscale, r[1] * qscale) : 0u;
-        bq[nt][kk][1] = qh < G ? pack_h2(r[2] * qscale, r[3] * qscale) : 0u;
-      }
-    }
+    ${queryFragments(L.rotate, D, keyDims)}
   }
   __syncthreads();
 

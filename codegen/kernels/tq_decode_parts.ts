@@ -5,6 +5,7 @@
  * @module
  */
 import { f16Encode } from "../../dsl/dtype.ts";
+import { cFloat } from "../../dsl/turboquant/f32.ts";
 
 /** PTX wrappers: m16n8k16 MMA, movmatrix, f16x2 packing, PRMT, cp.async. */
 export const TQ_MMA_HELPERS =
@@ -159,12 +160,19 @@ export function fp8ScoreLoop(): string {
     }`;
 }
 
-export function centroidScoreLoop(nc: boolean, kb: number): string {
+/**
+ * The score MMAs of one tile for centroid keys: each lane's key groups c + 4i → 4 f16x2 centroid pairs
+ * per group, by `kdeq` (version 1: PRMT arithmetic on nibbles) or `kpair` (versions 2/3: the shared
+ * pair table, raw group words), then the MMAs against the query fragments (+ ‖C̃‖² for norm correction).
+ */
+export function centroidScoreLoop(nc: boolean, kb: number, deq: "kdeq" | "kpair" = "kdeq"): string {
+  const call = (w: string, h: string) =>
+    deq === "kdeq" ? `kdeq(${w}, ${h})` : `kpair(smem, ${w}, lane4, ${h})`;
   return `#pragma unroll
     for (int i = 0; i < NK / 2; ++i) {  // key groups c + 4i: 8 codes = chunks 2i (codes 0-3) and 2i+1 (4-7)
       u32 h0[4], h1[4];
-      kdeq(key_group(st + q0 + ${4 * kb} * i, q0_sh), h0);
-      kdeq(key_group(st + q1 + ${4 * kb} * i, q1_sh), h1);
+      ${call(`key_group(st + q0 + ${4 * kb} * i, q0_sh)`, "h0")};
+      ${call(`key_group(st + q1 + ${4 * kb} * i, q1_sh)`, "h1")};
 #pragma unroll
       for (int hf = 0; hf < 2; ++hf) {
         const u32 a0 = h0[2 * hf], a1 = h1[2 * hf], a2 = h0[2 * hf + 1], a3 = h1[2 * hf + 1];
@@ -175,6 +183,43 @@ ${
       ? "        mma16816(nacc, hmul2(a0, a0), hmul2(a1, a1), hmul2(a2, a2), hmul2(a3, a3), 0x3c003c00u, 0x3c003c00u);"
       : ""
   }
+      }
+    }`;
+}
+
+/**
+ * C text after a warp's G query rows are in its f32 scratch `qs` (G·D floats): the in-place unnormalized
+ * FWHT when the preset rotates (butterflies of a stage are independent: unrolled so their shared-memory
+ * loads overlap), then the B fragments `bq[nt][kk]` (×1/√D), dims permuted by `keyDims` to match the
+ * key operand's contraction order. Shared by the tensor-core decode kernels.
+ */
+export function queryFragments(rotate: boolean, D: number, keyDims: string): string {
+  return `${
+    rotate
+      ? `#pragma unroll
+    for (int hs = 1; hs < D; hs <<= 1) {
+#pragma unroll
+      for (int j = 0; j < G * D / 64; ++j) {
+        const int p = lane + 32 * j, qh = p / (D / 2), r = p % (D / 2);
+        const int i = qh * D + (r / hs) * 2 * hs + (r % hs);
+        const float a = qs[i], bb = qs[i + hs];
+        qs[i] = a + bb;
+        qs[i + hs] = a - bb;
+      }
+      __syncwarp();
+    }`
+      : ""
+  }
+    const float qscale = ${rotate ? cFloat(1 / Math.sqrt(D)) : "1.f"};
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const int qh = nt * 8 + g;
+#pragma unroll
+      for (int kk = 0; kk < NK; ++kk) {
+        const int d0 = ${keyDims};
+        const float* r = qs + qh * D + d0;
+        bq[nt][kk][0] = qh < G ? pack_h2(r[0] * qscale, r[1] * qscale) : 0u;
+        bq[nt][kk][1] = qh < G ? pack_h2(r[2] * qscale, r[3] * qscale) : 0u;
       }
     }`;
 }

@@ -40,14 +40,20 @@ import { renderSignature } from "../kernel_source.ts";
 import type { KernelSource } from "../kernel_source.ts";
 import { cFloat } from "../../dsl/turboquant/f32.ts";
 import { TQ_PRELUDE, tqTag, unpackPair } from "./tq_common.ts";
-import { fp8Helpers, groupStart, onlineSoftmaxTile, TQ_MMA_HELPERS } from "./tq_decode_parts.ts";
+import {
+  centroidScoreLoop,
+  fp8Helpers,
+  groupStart,
+  onlineSoftmaxTile,
+  queryFragments,
+  TQ_MMA_HELPERS,
+} from "./tq_decode_parts.ts";
 import { f16Encode } from "../../dsl/dtype.ts";
 import { MBAR_HELPERS } from "./gemm_sm90/ptx.ts";
 import { TQ_SPLIT_HELPERS, tqCheckDecodeGeometry, type TqDecodeKernelOptions } from "./tq_decode_simple.ts";
 import { tqDecodeMmaProblem } from "./tq_decode.ts";
 import {
   BULK_HELPERS,
-  centroidScoreLoopT,
   fp8ScoreLoop4,
   keyPairSource,
   keyTableFill,
@@ -318,34 +324,7 @@ ${bulk ? V3_SETUP : V2_SETUP}${geo.scratchInStage ? PREFETCH : ""}
       }
     }
     __syncwarp();
-${
-    L.rotate
-      ? `#pragma unroll
-    for (int hs = 1; hs < D; hs <<= 1) {
-#pragma unroll
-      for (int j = 0; j < G * D / 64; ++j) {  // unrolled: the stage's loads overlap
-        const int p = lane + 32 * j, qh = p / (D / 2), r = p % (D / 2);
-        const int i = qh * D + (r / hs) * 2 * hs + (r % hs);
-        const float a = qs[i], bb = qs[i + hs];
-        qs[i] = a + bb;
-        qs[i + hs] = a - bb;
-      }
-      __syncwarp();
-    }`
-      : ""
-  }
-    const float qscale = ${L.rotate ? cFloat(1 / Math.sqrt(D)) : "1.f"};
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      const int qh = nt * 8 + g;
-#pragma unroll
-      for (int kk = 0; kk < NK; ++kk) {
-        const int d0 = ${keyDims};
-        const float* r = qs + qh * D + d0;
-        bq[nt][kk][0] = qh < G ? pack_h2(r[0] * qscale, r[1] * qscale) : 0u;
-        bq[nt][kk][1] = qh < G ? pack_h2(r[2] * qscale, r[3] * qscale) : 0u;
-      }
-    }
+    ${queryFragments(L.rotate, D, keyDims)}
     ${
     bulk
       ? "fence_async_shared();  // the scratch becomes a bulk-copy target\n    __syncthreads();\n    if (warp == 0 && STAGES - 1 < ntiles) load_tile(STAGES - 1, STAGES - 1);"
@@ -403,7 +382,7 @@ ${
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) sacc[nt][0] = sacc[nt][1] = sacc[nt][2] = sacc[nt][3] = 0.f;
 ${L.normCorrection ? "    float nacc[4] = {0.f, 0.f, 0.f, 0.f};" : ""}
-${L.keyFp8 ? fp8ScoreLoop4() : centroidScoreLoopT(L.normCorrection, kb)}
+${L.keyFp8 ? fp8ScoreLoop4() : centroidScoreLoop(L.normCorrection, kb, "kpair")}
 
     // ---- online softmax (log2 domain) per head column; P' = P·s_token → f16 → movmatrix → B of Vᵀ·P'ᵀ
 ${onlineSoftmaxTile(factor, off, "ex2", bulk)}

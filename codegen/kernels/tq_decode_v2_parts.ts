@@ -159,7 +159,6 @@ export const BULK_HELPERS =
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
                :: "r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
 }
-__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 `;
 
 /** Stage offset of row r of this warp's slot (C and JS alike; `h` the KV head, tile rows 16-aligned). */
@@ -210,27 +209,6 @@ export function keyTableFill(bits: number): string {
     const u32 v = (u32)KCENT[e & ${(1 << bits) - 1}] | ((u32)KCENT[e >> ${bits}] << 16);
     if (i < ${quads}) ((uint4*)smem)[i] = make_uint4(v, v, v, v);
   }`;
-}
-
-/** Version 1's `centroidScoreLoop` with the table lookup (`kpair`) for raw (unspread) group words. */
-export function centroidScoreLoopT(nc: boolean, kb: number): string {
-  return `#pragma unroll
-    for (int i = 0; i < NK / 2; ++i) {  // key groups c + 4i: 8 codes = chunks 2i (codes 0-3) and 2i+1 (4-7)
-      u32 h0[4], h1[4];
-      kpair(smem, key_group(st + q0 + ${4 * kb} * i, q0_sh), lane4, h0);
-      kpair(smem, key_group(st + q1 + ${4 * kb} * i, q1_sh), lane4, h1);
-#pragma unroll
-      for (int hf = 0; hf < 2; ++hf) {
-        const u32 a0 = h0[2 * hf], a1 = h1[2 * hf], a2 = h0[2 * hf + 1], a3 = h1[2 * hf + 1];
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) mma16816(sacc[nt], a0, a1, a2, a3, bq[nt][2 * i + hf][0], bq[nt][2 * i + hf][1]);
-${
-    nc
-      ? "        mma16816(nacc, hmul2(a0, a0), hmul2(a1, a1), hmul2(a2, a2), hmul2(a3, a3), 0x3c003c00u, 0x3c003c00u);"
-      : ""
-  }
-      }
-    }`;
 }
 
 /** PTX helpers the v2 kernel adds: approximate ex2/rsqrt (ftz) and 4-byte shared loads. */

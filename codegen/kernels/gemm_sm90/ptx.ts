@@ -19,8 +19,8 @@
  */
 
 /**
- * The mbarrier helpers alone (init + fence, try / watchdog wait, arrive, expect_tx): the TurboQuant decode
- * v3 pipeline uses them too. Needs `u32` and `smem_addr`-free code only.
+ * The mbarrier helpers alone (init + fence, try / watchdog wait, arrive, expect_tx) and the generic →
+ * async proxy fence: the TurboQuant decode v3 pipeline uses them too. Needs `u32` and `smem_addr`-free code only.
  */
 export const MBAR_HELPERS: string = String
   .raw`// ---- mbarrier --------------------------------------------------------------------------------
@@ -82,6 +82,8 @@ __device__ __forceinline__ void mbar_expect_tx(u32 bar, u32 bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(bar), "r"(bytes) : "memory");
 }
 
+// Order this thread's generic-proxy shared writes before later async-proxy (TMA) reads.
+__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 `;
 
 /** Device helpers shared by every kernel of the ladder (pure text, deterministic). */
@@ -121,8 +123,6 @@ __device__ __forceinline__ void tma_store_wait_read() {
 }
 // Wait until the committed stores are complete (visible in global memory).
 __device__ __forceinline__ void tma_store_wait_all() { asm volatile("cp.async.bulk.wait_group 0;" ::: "memory"); }
-// Order this thread's generic-proxy shared writes before later async-proxy (TMA) reads.
-__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 
 // ---- wgmma -------------------------------------------------------------------------------------
 __device__ __forceinline__ u64 desc_sw128(u32 addr) {
