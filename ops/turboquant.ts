@@ -29,7 +29,7 @@ import {
   type TurboQuantPreset,
   turboQuantPreset,
 } from "../dsl/turboquant/mod.ts";
-import { tqStoreGeometry, tqStoreGrid, tqStoreKernel } from "../codegen/kernels/tq_store.ts";
+import { tqStoreGrid, tqStoreKernel } from "../codegen/kernels/tq_store.ts";
 import { tqDecodeGeometry, tqDecodeKernel, tqDecodeMmaProblem } from "../codegen/kernels/tq_decode.ts";
 import {
   tqDecodeV2Geometry,
@@ -241,7 +241,7 @@ class TurboQuantImpl implements TurboQuant {
       ? tqDecodeGeometry(dk).headGroups
       : numKvHeads;
     this.#status = Tensor.empty("i32", [4], { device }).fill(0);
-    this.#storeCtas = residentCtas(device, kStore, tqStoreGeometry(layout).sharedBytes);
+    this.#storeCtas = residentCtas(device, kStore, 0);
     if (signs) {
       this.#signs = Tensor.fromHost("u32", [signMaskWords(signs).length], signMaskWords(signs), { device });
     }

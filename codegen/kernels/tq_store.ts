@@ -25,6 +25,19 @@
  *   registers, 1% slower; 3 tile buffers with the output stage in the computed tile's dead K half (two
  *   tiles in flight, 4 CTAs per SM), 5–18% slower. Both dropped: the warps, not the bytes in flight,
  *   are what this kernel needs.
+ * - session 3 (H200, same run as the old kernel, 65536 × 8 × 128):
+ *   - kept: the "refill" pipeline (one buffer per warp; the next tile's K is issued as soon as this
+ *     tile's K is in registers, its V once V is): half the shared memory, k8v4 97.0 → 94.2 µs
+ *     (93% → 96% of copy), the rotated presets unchanged (99.7–99.9 µs); "double" stays selectable.
+ *   - dropped: P = 2 lanes per vector (16-vector tiles; 21% fewer instructions per vector): 121 µs with
+ *     two buffers (3 CTAs/SM by shared memory), 109–112 µs with the refill pipeline (5 CTAs/SM).
+ *   - dropped: lane-contiguous groups (each lane's codes one byte run: 3-bit codes as u16 stores, 24 →
+ *     12 stores per lane, passes bit-exact): read back from a padded shared layout it cost more than it
+ *     saved — 16 B of row padding split every 32 B global sector into two L2 requests (L2 read
+ *     sectors 8.4 M → 12.6 M, k8v4 96 → 112 µs); with 32 B padding the reads 2-way conflict and the
+ *     rotated presets ran 0.5–1% slower than this layout.
+ *   ncu on 3bit_nc (refill): issue slots 70% busy, shared-memory wavefronts 66% of peak (stores 2-way
+ *   conflicted), DRAM 65% of peak, L2 81% — no single limit; 78.6–79.0% of copy, 1–2% short of 80%.
  *
  * Napkin math (T = 65536 tokens × Hk 8 × D 128, bf16): reads 2·T·Hk·D·2 = 268 MB, writes T·Hk·134 =
  * 70 MB (4bit_nc) → 338 MB ≈ 83 µs at 4.09 TB/s. Compute: ~950 instructions per tile of 8 vectors
@@ -58,6 +71,11 @@ export interface TqStoreKernelOptions {
   numKvHeads: number;
   /** The kernel takes a per-layer ±1 sign mask (`u32[⌈D/32⌉]`, bit set = flip) before the rotation. */
   signs?: boolean;
+  /**
+   * Pipeline (default "refill"): "refill" — one tile buffer per warp, refilled with the next tile's K
+   * as soon as this tile's K is in registers and with its V once V is; "double" — two alternating buffers.
+   */
+  pipeline?: "refill" | "double";
 }
 
 const WARPS = 4;
@@ -76,7 +94,10 @@ export interface TqStoreGeometry {
 }
 
 /** The geometry {@linkcode tqStoreKernel} uses. */
-export function tqStoreGeometry(layout: TurboQuantLayout): TqStoreGeometry {
+export function tqStoreGeometry(
+  layout: TurboQuantLayout,
+  pipeline: "refill" | "double" = "refill",
+): TqStoreGeometry {
   const D = layout.headDim, P = turboQuantStoreLanes(D), NG = D / 8 / P, VW = 32 / P;
   const SLOT = layout.slotBytesAligned;
   const rawBytes = 2 * NG * 32 * 16;
@@ -87,7 +108,8 @@ export function tqStoreGeometry(layout: TurboQuantLayout): TqStoreGeometry {
     vectorsPerTile: VW,
     rawBytes,
     stageBytes,
-    sharedBytes: WARPS * (2 * rawBytes + stageBytes) + (lut ? 8 * lut.cells : 0),
+    sharedBytes: WARPS * ((pipeline === "double" ? 2 : 1) * rawBytes + stageBytes) +
+      (lut ? 8 * lut.cells : 0),
   };
 }
 
@@ -126,8 +148,12 @@ export function tqStoreKernel(o: TqStoreKernelOptions): KernelSource {
     throw new RangeError(`numKvHeads must be a positive integer, got ${HK}`);
   }
   const P = turboQuantStoreLanes(D), NG = D / 8 / P, VW = 32 / P;
-  const geo = tqStoreGeometry(L);
-  const name = `tq_store_${tqTag(L)}_${o.inDtype}_hk${HK}${o.signs ? "_signs" : ""}`;
+  const RE = (o.pipeline ?? "refill") === "refill", BUFS = RE ? 1 : 2;
+  if (o.pipeline !== undefined && o.pipeline !== "refill" && o.pipeline !== "double") {
+    throw new RangeError(`pipeline must be "refill" or "double", got ${o.pipeline}`);
+  }
+  const geo = tqStoreGeometry(L, RE ? "refill" : "double");
+  const name = `tq_store_${tqTag(L)}_${o.inDtype}_hk${HK}${o.signs ? "_signs" : ""}${RE ? "" : "_double"}`;
   const params: ParamSpec[] = [
     { name: "k", kind: "ptr", dtype: o.inDtype, readonly: true },
     { name: "v", kind: "ptr", dtype: o.inDtype, readonly: true },
@@ -201,13 +227,14 @@ __device__ __forceinline__ void copy_run(unsigned char* dst, const unsigned char
 }
 
 ${renderSignature({ entry: name, params }, { launchBounds: [WARPS * 32, 5] })} {
-  __shared__ __align__(16) unsigned char raw_all[WARPS * 2 * RAW];
-  __shared__ __align__(16) unsigned char stage_all[WARPS * STAGE];
-${lut ? "  __shared__ uint2 key_lut[KEY_CELLS];" : ""}
+  extern __shared__ __align__(16) unsigned char smem[];
+  unsigned char* raw_all = smem;
+  unsigned char* stage_all = smem + WARPS * ${BUFS} * RAW;
+${lut ? "  uint2* key_lut = (uint2*)(stage_all + WARPS * STAGE);" : ""}
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = lane % P, qv = lane / P;
   unsigned char* stage = stage_all + warp * STAGE;
-  const u32 raw = (u32)__cvta_generic_to_shared(raw_all + warp * 2 * RAW) + 16 * lane;  // chunk c at + 512·c
+  const u32 raw = (u32)__cvta_generic_to_shared(raw_all + warp * ${BUFS} * RAW) + 16 * lane;  // chunk c at + 512·c
 ${
     lut
       ? `  ${keyC!.fill}
@@ -217,9 +244,9 @@ ${
   }
   const int nvec = T * HK, ntiles = (nvec + VW - 1) / VW;  // T·Hk < 2^31 (checked by the op)
   const int tstride = gridDim.x * WARPS;
-  // issue tile tl's K and V chunks (this lane's groups r + P·j) into buffer b; returns its slot.
-  // Vectors past the end read row 0 (in bounds) and store nothing.
-  auto issue = [&](int tl, int b) -> long long {
+  // issue tile tl's K (parts & 1) and V (parts & 2) chunks (this lane's groups r + P·j) into buffer b;
+  // returns its slot. Vectors past the end read row 0 (in bounds) and store nothing.
+  auto issue = [&](int tl, int b, const int parts) -> long long {
     const u32 vec = (u32)tl * VW + qv;
     const bool live = vec < (u32)nvec;
     const u32 t = live ? vec / HK : 0u, h = live ? vec % HK : 0u;
@@ -228,24 +255,29 @@ ${
     const u32 dst = raw + b * RAW;
 #pragma unroll
     for (int j = 0; j < NG; ++j) {
-      cp_async16(dst + 512 * j, kp + P * j);
-      cp_async16(dst + 512 * (NG + j), vp + P * j);
+      if (parts & 1) cp_async16(dst + 512 * j, kp + P * j);
+      if (parts & 2) cp_async16(dst + 512 * (NG + j), vp + P * j);
     }
-    return live ? (long long)slot_mapping[t] : -1LL;
+    return live && (parts & 1) ? (long long)slot_mapping[t] : -1LL;
   };
 
   int tile = blockIdx.x * WARPS + warp;
   long long slot_cur = -1;
-  if (tile < ntiles) slot_cur = issue(tile, 0);
+  if (tile < ntiles) slot_cur = issue(tile, 0, 3);
   cp_commit();
 #pragma unroll 1
   for (int it = 0; tile < ntiles; ++it) {
     const int nxt = tile + tstride;
     long long slot_nxt = -1;
-    if (nxt < ntiles) slot_nxt = issue(nxt, (it + 1) & 1);
+${
+    RE
+      ? `    cp_wait<0>();  // this tile's K and V have landed (each lane reads only its own chunks)
+    const u32 buf = raw;`
+      : `    if (nxt < ntiles) slot_nxt = issue(nxt, (it + 1) & 1, 3);
     cp_commit();
     cp_wait<1>();  // this tile's chunks have landed (each lane reads only its own)
-    const u32 buf = raw + (it & 1) * RAW;
+    const u32 buf = raw + (it & 1) * RAW;`
+  }
 
     const int v0 = tile * VW, vec = v0 + qv;   // the tile's first vector, and this lane's
     const int t = vec < nvec ? (int)((u32)vec / HK) : 0;
@@ -264,7 +296,14 @@ ${tqStorePlanC().replaceAll("\n", "\n  ").replace(/^/, "  ")}
     float x[NG * 8];
 #pragma unroll
     for (int j = 0; j < NG; ++j) unpack8(lds128(buf + 512 * j), x + 8 * j);
-${L.keyFp8 ? tqFp8KeyC(L) : tqCentroidKeyC(L, o.signs === true, lut, keyC!.flip)}
+${
+    RE
+      ? `    // K is in registers (the unpack consumed every load): refill its half with the next tile's K
+    if (nxt < ntiles) slot_nxt = issue(nxt, 0, 1);
+    cp_commit();
+`
+      : ""
+  }${L.keyFp8 ? tqFp8KeyC(L) : tqCentroidKeyC(L, o.signs === true, lut, keyC!.flip)}
 
     // ---- value: per-vector min/max (on packed pairs: exact); codes = ⌊(v − lo')·(1/s)⌋, lo' = lo − s/2
     uint4 vw[NG];
@@ -278,7 +317,13 @@ ${L.keyFp8 ? tqFp8KeyC(L) : tqCentroidKeyC(L, o.signs === true, lut, keyC!.flip)
       minmax2(mn2, mx2, vw[j].z);
       minmax2(mn2, mx2, vw[j].w);
     }
-    float lo = fminf(${up.lo("mn2")}, ${up.hi("mn2")}), hi = fmaxf(${up.lo("mx2")}, ${up.hi("mx2")});
+${
+    RE
+      ? `    if (nxt < ntiles) issue(nxt, 0, 2);  // V is in registers: refill its half
+    cp_commit();
+`
+      : ""
+  }    float lo = fminf(${up.lo("mn2")}, ${up.hi("mn2")}), hi = fmaxf(${up.lo("mx2")}, ${up.hi("mx2")});
 #pragma unroll
     for (int m = 1; m < P; m <<= 1) {
       lo = fminf(lo, __shfl_xor_sync(FULL, lo, m));
@@ -324,7 +369,7 @@ ${L.keyFp8 ? tqFp8KeyC(L) : tqCentroidKeyC(L, o.signs === true, lut, keyC!.flip)
     entry: name,
     params,
     block: [WARPS * 32, 1, 1],
-    sharedBytes: 0,
+    sharedBytes: geo.sharedBytes,
     minArch: L.keyFp8 ? 89 : 80,
     keyParts: {
       family: "turboquant_store",
