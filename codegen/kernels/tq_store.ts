@@ -37,7 +37,12 @@
  *     sectors 8.4 M → 12.6 M, k8v4 96 → 112 µs); with 32 B padding the reads 2-way conflict and the
  *     rotated presets ran 0.5–1% slower than this layout.
  *   ncu on 3bit_nc (refill): issue slots 70% busy, shared-memory wavefronts 66% of peak (stores 2-way
- *   conflicted), DRAM 65% of peak, L2 81% — no single limit; 78.6–79.0% of copy, 1–2% short of 80%.
+ *   conflicted), DRAM 65% of peak, L2 81% — no single limit; 78.6–79.0% of copy.
+ *   - kept: the key rotation's two lane stages done in registers after a transpose through a per-warp
+ *     shared area (tq_store_key.ts; 64 SHFL + 64 FFMA → 64 FADD + 16 vector shared accesses per lane
+ *     and tile, 1215 → 1164 SASS in the loop; stage order in `turboQuantStoreStageOrder`, which the
+ *     reference follows). Same run: 3bit_nc 99.9 → 96.9 µs (78.6 → 81.0% of copy), k3v4_nc 99.5 →
+ *     95.2 (81.0 → 84.6%), 4bit_nc 100.2 → 96.0 (82.5 → 86.0%), k8v4 unchanged (96.4%).
  *
  * Napkin math (T = 65536 tokens × Hk 8 × D 128, bf16): reads 2·T·Hk·D·2 = 268 MB, writes T·Hk·134 =
  * 70 MB (4bit_nc) → 338 MB ≈ 83 µs at 4.09 TB/s. Compute: ~950 instructions per tile of 8 vectors
@@ -61,7 +66,7 @@ import {
   tqStoreRunBytes,
   tqValuePackC,
 } from "./tq_store_parts.ts";
-import { tqCentroidKeyC, tqFp8KeyC } from "./tq_store_key.ts";
+import { tqCentroidKeyC, tqFp8KeyC, tqTransposeBytes, tqTransposeStride } from "./tq_store_key.ts";
 
 /** Options of {@linkcode tqStoreKernel}. */
 export interface TqStoreKernelOptions {
@@ -89,6 +94,8 @@ export interface TqStoreGeometry {
   rawBytes: number;
   /** Bytes of the per-warp output stage (runs + a junk slot). */
   stageBytes: number;
+  /** Bytes of the per-warp transpose area of the key rotation (0 for fp8 keys or one lane per vector). */
+  transposeBytes: number;
   /** Static shared memory per CTA. */
   sharedBytes: number;
 }
@@ -103,12 +110,14 @@ export function tqStoreGeometry(
   const rawBytes = 2 * NG * 32 * 16;
   const stageBytes = tqStoreRunBytes(VW, SLOT) + Math.ceil(SLOT / 16) * 16;
   const lut = layout.keyFp8 ? undefined : tqKeyLut(layout);
+  const transposeBytes = layout.keyFp8 ? 0 : tqTransposeBytes(D, P);
   return {
     warps: WARPS,
     vectorsPerTile: VW,
     rawBytes,
     stageBytes,
-    sharedBytes: WARPS * ((pipeline === "double" ? 2 : 1) * rawBytes + stageBytes) +
+    transposeBytes,
+    sharedBytes: WARPS * ((pipeline === "double" ? 2 : 1) * rawBytes + stageBytes + transposeBytes) +
       (lut ? 8 * lut.cells : 0),
   };
 }
@@ -181,6 +190,8 @@ export function tqStoreKernel(o: TqStoreKernelOptions): KernelSource {
 #define RAW ${geo.rawBytes}
 #define STAGE ${geo.stageBytes}
 #define JUNK ${tqStoreRunBytes(VW, L.slotBytesAligned)}
+#define TRB ${geo.transposeBytes}
+#define TR_R ${L.keyFp8 ? 0 : tqTransposeStride(D, P)}
 __device__ __forceinline__ long long imax(long long a, long long b) { return a > b ? a : b; }
 __device__ __forceinline__ long long imin(long long a, long long b) { return a < b ? a : b; }
 __device__ __forceinline__ long long idiv(long long a, long long b) { return a / b; }
@@ -193,6 +204,29 @@ __device__ __forceinline__ uint4 lds128(u32 a) {
   uint4 v;
   asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a) : "memory");
   return v;
+}
+__device__ __forceinline__ void sts128(u32 a, const float* v) {
+  asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};" :: "r"(a), "f"(v[0]), "f"(v[1]), "f"(v[2]), "f"(v[3]) : "memory");
+}
+__device__ __forceinline__ void lds128f(u32 a, float* v) {
+  asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v[0]), "=f"(v[1]), "=f"(v[2]), "=f"(v[3]) : "r"(a) : "memory");
+}
+// FWHT stages across the first N groups a lane holds (group bits 1, 2, … < N), in order
+template <int N> __device__ __forceinline__ void fwht_groups(float* x) {
+#pragma unroll
+  for (int s = 1; s < N; s <<= 1) {
+#pragma unroll
+    for (int j = 0; j < NG; ++j) {
+      if (!(j & s)) {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const float a = x[8 * j + i], c = x[8 * (j + s) + i];
+          x[8 * j + i] = __fadd_rn(a, c);
+          x[8 * (j + s) + i] = __fsub_rn(a, c);
+        }
+      }
+    }
+  }
 }
 // 8 elements of a 16-byte group → float
 __device__ __forceinline__ void unpack8(const uint4 w, float* x) {
@@ -230,10 +264,12 @@ ${renderSignature({ entry: name, params }, { launchBounds: [WARPS * 32, 5] })} {
   extern __shared__ __align__(16) unsigned char smem[];
   unsigned char* raw_all = smem;
   unsigned char* stage_all = smem + WARPS * ${BUFS} * RAW;
-${lut ? "  uint2* key_lut = (uint2*)(stage_all + WARPS * STAGE);" : ""}
+  unsigned char* tr_all = stage_all + WARPS * STAGE;
+${lut ? "  uint2* key_lut = (uint2*)(tr_all + WARPS * TRB);" : ""}
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = lane % P, qv = lane / P;
   unsigned char* stage = stage_all + warp * STAGE;
+  const u32 tr = (u32)__cvta_generic_to_shared(tr_all + warp * TRB);
   const u32 raw = (u32)__cvta_generic_to_shared(raw_all + warp * ${BUFS} * RAW) + 16 * lane;  // chunk c at + 512·c
 ${
     lut
@@ -303,7 +339,7 @@ ${
     cp_commit();
 `
       : ""
-  }${L.keyFp8 ? tqFp8KeyC(L) : tqCentroidKeyC(L, o.signs === true, lut, keyC!.flip)}
+  }${L.keyFp8 ? tqFp8KeyC(L) : tqCentroidKeyC(L, P, o.signs === true, lut, keyC!.flip)}
 
     // ---- value: per-vector min/max (on packed pairs: exact); codes = ⌊(v − lo')·(1/s)⌋, lo' = lo − s/2
     uint4 vw[NG];

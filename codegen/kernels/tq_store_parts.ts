@@ -179,3 +179,42 @@ export function tqStageBytesC(
   lines.push("    }");
   return lines.join("\n");
 }
+
+/**
+ * Store a lane's run of packed codes: `groups` words `${arr}[j]` of 8 codes × `bits` bits each (u32 for
+ * ≤ 4 bits, else u64), concatenated little-endian into `groups·bits` bytes at `base + off` in shared
+ * memory. `offEven`: the run starts at an even address, so it goes out as u16 units (a unit that
+ * straddles two words takes a funnel of both), else byte by byte.
+ */
+export function tqStageRunC(
+  base: string,
+  off: string,
+  bits: number,
+  groups: number,
+  arr: string,
+  offEven: boolean,
+): string {
+  const W = 8 * bits, n = groups * bits, wide = bits > 4;
+  const cast = wide ? "(u64)" : "";
+  // bits [b, b + width) of the concatenated stream, as an expression (width ≤ 16)
+  const take = (b: number, width: number): string => {
+    const j = Math.floor(b / W), o = b - j * W;
+    const lo = o === 0 ? `${arr}[${j}]` : `(${arr}[${j}] >> ${o})`;
+    if (o + width <= W || j + 1 >= groups) return lo;
+    return `(${lo} | (${cast}${arr}[${j + 1}] << ${W - o}))`;
+  };
+  const lines = [`    { unsigned char* sp = ${base} + ${off};`];
+  if (offEven) {
+    for (let u = 0; 2 * u < n; u++) {
+      lines.push(
+        2 * u + 1 < n
+          ? `      *(u16*)(sp + ${2 * u}) = (u16)${take(16 * u, 16)};`
+          : `      sp[${2 * u}] = (unsigned char)${take(16 * u, 8)};`,
+      );
+    }
+  } else {
+    for (let b = 0; b < n; b++) lines.push(`      sp[${b}] = (unsigned char)${take(8 * b, 8)};`);
+  }
+  lines.push("    }");
+  return lines.join("\n");
+}

@@ -15,8 +15,9 @@ export function isPowerOfTwo(n: number): boolean {
 
 /**
  * In-place unnormalized fast Walsh–Hadamard transform of `x` (length a power of two) in float32:
- * stages h = 1, 2, 4, … in that order; each butterfly writes `fp32(a + b)`, `fp32(a − b)`. This is
- * the sum order kiln's store kernel uses, so its results match bit for bit.
+ * one stage per index bit, h = 2^bit, in `order` (default 0, 1, 2, …); each butterfly writes
+ * `fp32(a + b)`, `fp32(a − b)`. The stages commute in exact arithmetic; in float32 the order decides
+ * the roundings — kiln's store kernel passes its own (`turboQuantStoreStageOrder`) and matches bit for bit.
  *
  * @example
  * ```ts
@@ -24,10 +25,16 @@ export function isPowerOfTwo(n: number): boolean {
  * console.log(fwhtF32(new Float32Array([1, 0, 0, 0]))); // Float32Array [1, 1, 1, 1]
  * ```
  */
-export function fwhtF32(x: Float32Array): Float32Array {
+export function fwhtF32(x: Float32Array, order?: readonly number[]): Float32Array {
   const n = x.length;
   if (!isPowerOfTwo(n)) throw new RangeError(`FWHT length must be a power of two, got ${n}`);
-  for (let h = 1; h < n; h <<= 1) {
+  const bits = Math.log2(n);
+  const stages = order ?? Array.from({ length: bits }, (_, b) => b);
+  if (stages.length !== bits || [...stages].sort((a, b) => a - b).some((b, i) => b !== i)) {
+    throw new RangeError(`FWHT stage order must be a permutation of 0..${bits - 1}, got [${stages}]`);
+  }
+  for (const bit of stages) {
+    const h = 1 << bit;
     for (let i = 0; i < n; i += h << 1) {
       for (let j = i; j < i + h; j++) {
         const a = x[j], b = x[j + h];

@@ -9,8 +9,10 @@
  *
  * 1. `ss_r = fma(x, x, ss_r)` over lane r's elements in order; lanes combined by an xor tree
  *    (`ss_r = ss_r + ss_{r^s}`, s = 1, 2, …); `n = sqrt(ss)`; stored as fp16(n).
- * 2. `y = FWHT(s ⊙ k)` unnormalized, float32, stages h = 1, 2, 4, … (see `fwhtF32`): the in-lane
- *    stages, then the lane stages (shuffles), then the stages across a lane's groups — index-bit order.
+ * 2. `y = FWHT(s ⊙ k)` unnormalized, float32, one stage per index bit in the order of
+ *    {@linkcode turboQuantStoreStageOrder}: the bits a lane holds (element bits, then its groups'),
+ *    then — after a transpose through shared memory gives each lane D/P contiguous elements — the lane
+ *    bits now in registers, then any left across lanes (shuffles).
  * 3. Centroid index without dividing y by √D·(n + 1e-8): with ν = fp32(n + 1e-8) and the affine map of
  *    {@linkcode turboQuantKeyQuantizer}, `z = sat(fma(y, fp32(A/ν), B))` ∈ [0, 1] and
  *    `idx = #{i : z ≥ W_i}`, `W_i = fp32(B + A·m_i·√D)` — vLLM's `#{i : H·k/(‖k‖+ε) ≥ m_i}` up to float32
@@ -98,6 +100,31 @@ export function turboQuantKeyQuantizer(layout: TurboQuantLayout): TurboQuantKeyQ
   return q;
 }
 
+/**
+ * The FWHT stage order (index bits) of kiln's store kernel at head dim D (a power of two ≥ 16), with
+ * P = {@linkcode turboQuantStoreLanes} lanes of NG = D/8/P groups: first the bits lane r holds as
+ * groups r + P·j (0–2, then the group bits from 3 + log P), then, once the transpose gives lane r the
+ * groups NG·r + j, the lane bits that became register bits (from 3), then those still across lanes.
+ *
+ * @example
+ * ```ts
+ * import { turboQuantStoreStageOrder } from "./store_ref.ts";
+ * console.log(turboQuantStoreStageOrder(128)); // [0, 1, 2, 5, 6, 3, 4]
+ * ```
+ */
+export function turboQuantStoreStageOrder(headDim: number): number[] {
+  const P = turboQuantStoreLanes(headDim), NG = headDim / 8 / P;
+  const lp = Math.log2(P), lg = Math.log2(NG);
+  const range = (a: number, b: number) => Array.from({ length: Math.max(0, b - a) }, (_, i) => a + i);
+  if (P === 1) return range(0, 3 + lg);
+  return [
+    ...range(0, 3),
+    ...range(3 + lp, 3 + lp + lg),
+    ...range(3, 3 + Math.min(lg, lp)),
+    ...range(3 + lg, 3 + lp),
+  ];
+}
+
 /** The fp32 sum of squares of `x` in the kernel's order (per-lane fma chains, xor tree over lanes). */
 export function kernelSumSquares(x: ArrayLike<number>, lanes: number): number {
   const D = x.length, NG = D / 8 / lanes;
@@ -135,7 +162,7 @@ export function encodeKeyCentroids(
   const norm = Math.fround(Math.sqrt(ss));
   const y = new Float32Array(D);
   for (let d = 0; d < D; d++) y[d] = signs && signs[d] < 0 ? -k[d] : k[d];
-  fwhtF32(y);
+  fwhtF32(y, turboQuantStoreStageOrder(D));
   const nu = Math.fround(norm + Math.fround(1e-8));
   const { A, B, W } = turboQuantKeyQuantizer(layout);
   const rv = Math.fround(A / nu);

@@ -23,7 +23,9 @@ import {
   turboQuantKeyQuantizer,
   turboQuantLayout,
   turboQuantStoreLanes,
+  turboQuantStoreStageOrder,
 } from "../../dsl/turboquant/mod.ts";
+import { fwhtF32 } from "../../dsl/turboquant/hadamard.ts";
 import { tqStoreGeometry, tqStoreKernel } from "../../codegen/kernels/tq_store.ts";
 import { TQ_STORE_PLAN, tqKeyLut, tqLutCode } from "../../codegen/kernels/tq_store_parts.ts";
 import { tqDecodeGeometry, tqDecodeKernel, tqDecodeMmaProblem } from "../../codegen/kernels/tq_decode.ts";
@@ -94,6 +96,16 @@ Deno.test("turboquant codegen: signatures from ParamSpec, deterministic sources,
   assert.ok(g.rowPitch >= 8 * 134 + 14);
   assert.equal(tqDecodeGeometry(dec("turboquant_k8v4", 128, { Hk: 12, G: 12 })).headsPerCta, 6);
   assert.deepEqual([64, 96, 128, 256].map(turboQuantStoreLanes), [2, 4, 4, 8]);
+  // the store's FWHT stage order: the lane's own bits, then (after the transpose) the former lane bits
+  assert.deepEqual(turboQuantStoreStageOrder(128), [0, 1, 2, 5, 6, 3, 4]);
+  assert.deepEqual(turboQuantStoreStageOrder(64), [0, 1, 2, 4, 5, 3]);
+  assert.deepEqual(turboQuantStoreStageOrder(256), [0, 1, 2, 6, 7, 3, 4, 5]);
+  assert.deepEqual(turboQuantStoreStageOrder(32), [0, 1, 2, 3, 4]);
+  // any order is the same transform up to float32 rounding; a non-permutation is refused
+  const xs = Float32Array.from({ length: 128 }, (_, i) => Math.sin(i * 1.7) * 3);
+  const a = fwhtF32(xs.slice()), b = fwhtF32(xs.slice(), turboQuantStoreStageOrder(128));
+  assert.ok(a.every((v, i) => Math.abs(v - b[i]) <= 1e-5 * 30), "stage orders agree to rounding");
+  assert.throws(() => fwhtF32(new Float32Array(8), [0, 1, 1]), /permutation of 0..2, got \[0,1,1\]/);
   // v2: per-warp stages, rows an odd number of 16-byte chunks apart, 2 CTAs of 8 warps per SM at D 128
   for (const p of TURBOQUANT_PRESET_NAMES) {
     const g2 = tqDecodeV2Geometry(dec(p, 128));
