@@ -22,7 +22,7 @@
 import type { TurboQuantLayout } from "../../dsl/turboquant/preset.ts";
 import { turboQuantKeyQuantizer } from "../../dsl/turboquant/store_ref.ts";
 import { cFloat } from "../../dsl/turboquant/f32.ts";
-import { tqStageBytesC, tqStageRunC } from "./tq_store_parts.ts";
+import { tqStageRunC } from "./tq_store_parts.ts";
 
 /** fp8 keys: `cvt.rn.satfinite.e4m3x2`, 8 bytes per group. */
 export function tqFp8KeyC(L: TurboQuantLayout): string {
