@@ -17,7 +17,7 @@ import { smallMStreamConfig, smallMStreamKernel } from "../../codegen/kernels/ge
 import { groupQuantKernel } from "../../codegen/kernels/group_quant.ts";
 import { withPdl } from "../../codegen/kernels/_pdl.ts";
 import { resolveGroupQuant } from "../../dsl/ops/group_quant.ts";
-import { mmaVariant } from "../../ops/block_matmul.ts";
+import { balancedSharedBytes, mmaVariant } from "../../ops/block_matmul.ts";
 import { sassHistogram, type SassInstr, sassTool } from "./_sass.ts";
 
 const op = (N: number, K: number, o: Partial<BlockMatmulOpOptions> = {}) => blockMatmulOp({ N, K, ...o });
@@ -42,6 +42,28 @@ Deno.test("pdl: block-mode small-M GEMMs are PDL kernels, the other modes and `p
   for (const M of [1, 4, 16]) {
     assert.ok(mmaVariant(op(2112, 7168), M).name.startsWith("gemm_smallm_block"), `M=${M}`);
   }
+});
+
+Deno.test("pdl: small-M GEMMs cap CTAs per SM at the balanced spread (shared memory), only when needed", () => {
+  const h200 = { smCount: 132, maxSharedPerSM: 233472, maxSharedPerBlock: 232448 };
+  const fits = (smem: number, regs: number, threads: number) =>
+    Math.min(
+      Math.floor(65536 / (Math.ceil((regs * 32) / 256) * 256 * (threads / 32))),
+      Math.floor(h200.maxSharedPerSM / (smem + 1024)),
+    );
+  // 7168×16384 at M 16 (rt 2, nt 2, wk 4: 168 registers → 3 per SM) on 224 CTAs: capped to 2 per SM
+  const m16 = { ...h200, grid: 224, threads: 128, registers: 168, sharedBytes: 4608 };
+  const s16 = balancedSharedBytes(m16);
+  assert.equal(fits(m16.sharedBytes, 168, 128), 3);
+  assert.equal(fits(s16, 168, 128), 2);
+  assert.ok(s16 <= h200.maxSharedPerBlock);
+  // one CTA per SM at most for a grid of ≤ 132
+  assert.equal(fits(balancedSharedBytes({ ...m16, grid: 100 }), 168, 128), 1);
+  // already balanced (M ≤ 8, wk 8, 120 registers → 2 per SM) or a grid of several waves: unchanged
+  assert.equal(balancedSharedBytes({ ...m16, threads: 256, registers: 120 }), 4608);
+  assert.equal(balancedSharedBytes({ ...m16, grid: 900 }), 4608);
+  // a cap that the opt-in limit cannot reach leaves the kernel's own
+  assert.equal(balancedSharedBytes({ ...m16, grid: 100, maxSharedPerBlock: 49152 }), 4608);
 });
 
 Deno.test("pdl: withPdl waits first, launders every pointer, makes every load coherent and renames", () => {
