@@ -123,6 +123,9 @@ Deno.test("small-M heuristic: 32 rows per CTA for wide N, 16 for N = 2112 (132 C
   assert.equal(smallMConfig(4, 2112, 7168).rt, 1);
   assert.equal(smallMConfig(4, 2112, 7168).wk, 16, "one CTA per SM: 16 warps keep 32 KB in flight");
   assert.equal(smallMGrid(2112, smallMConfig(1, 2112, 7168)), 132);
+  // one token tile wants 32 KB in flight per SM: 4096×7168 takes 32 rows × 16 warps (measured faster)
+  assert.deepEqual(smallMConfig(4, 4096, 7168), { rt: 2, nt: 1, wk: 16 });
+  assert.deepEqual(smallMConfig(16, 7168, 2048), { rt: 2, nt: 2, wk: 4 });
   assert.equal(smallMConfig(16, 7168, 7168).nt, 2);
   assert.equal(smallMConfig(17, 7168, 7168).nt, 4);
   assert.equal(smallMConfig(64, 7168, 7168).nt, 8);
