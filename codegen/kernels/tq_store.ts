@@ -7,9 +7,9 @@
  *
  * Work split: a tile is VW = 32/P vectors (token, head pairs), one per P lanes of a warp (P = 2/4/8
  * for D = 64/128/256); lane r of a vector holds the 8-element groups r, r+P, …. Each warp walks the
- * tiles `warp, warp + W, …` (W = resident warps of the grid) with a two-buffer `cp.async` pipeline:
- * the next tile's K and V (16-byte copies, each lane its own chunks) land in shared memory while this
- * one is computed, so loads never wait on arithmetic. The slot bytes are assembled in a per-warp stage
+ * tiles `warp, warp + W, …` (W = resident warps of the grid) through one tile buffer per warp: the next
+ * tile's K is copied in (`cp.async`, 16-byte copies, each lane its own chunks) as soon as this tile's K is
+ * in registers, its V once this V is, so the loads run under the arithmetic. The slot bytes are assembled in a per-warp stage
  * and written as whole runs (all heads of a token are contiguous) with 16-byte stores.
  *
  * Versions, side by side:
@@ -28,7 +28,7 @@
  * - session 3 (H200, same run as the old kernel, 65536 × 8 × 128):
  *   - kept: the "refill" pipeline (one buffer per warp; the next tile's K is issued as soon as this
  *     tile's K is in registers, its V once V is): half the shared memory, k8v4 97.0 → 94.2 µs
- *     (93% → 96% of copy), the rotated presets unchanged (99.7–99.9 µs); "double" stays selectable.
+ *     (93% → 96% of copy), the rotated presets unchanged (99.7–99.9 µs); the two-buffer version removed.
  *   - dropped: P = 2 lanes per vector (16-vector tiles; 21% fewer instructions per vector): 121 µs with
  *     two buffers (3 CTAs/SM by shared memory), 109–112 µs with the refill pipeline (5 CTAs/SM).
  *   - dropped: lane-contiguous groups (each lane's codes one byte run: 3-bit codes as u16 stores, 24 →
@@ -76,11 +76,6 @@ export interface TqStoreKernelOptions {
   numKvHeads: number;
   /** The kernel takes a per-layer ±1 sign mask (`u32[⌈D/32⌉]`, bit set = flip) before the rotation. */
   signs?: boolean;
-  /**
-   * Pipeline (default "refill"): "refill" — one tile buffer per warp, refilled with the next tile's K
-   * as soon as this tile's K is in registers and with its V once V is; "double" — two alternating buffers.
-   */
-  pipeline?: "refill" | "double";
 }
 
 const WARPS = 4;
@@ -90,7 +85,7 @@ export interface TqStoreGeometry {
   warps: number;
   /** Vectors per tile (one tile per warp at a time). */
   vectorsPerTile: number;
-  /** Bytes of one tile's raw K and V in shared memory (one of the two pipeline buffers). */
+  /** Bytes of one tile's raw K and V in shared memory (the warp's tile buffer). */
   rawBytes: number;
   /** Bytes of the per-warp output stage (runs + a junk slot). */
   stageBytes: number;
@@ -103,7 +98,6 @@ export interface TqStoreGeometry {
 /** The geometry {@linkcode tqStoreKernel} uses. */
 export function tqStoreGeometry(
   layout: TurboQuantLayout,
-  pipeline: "refill" | "double" = "refill",
 ): TqStoreGeometry {
   const D = layout.headDim, P = turboQuantStoreLanes(D), NG = D / 8 / P, VW = 32 / P;
   const SLOT = layout.slotBytesAligned;
@@ -117,7 +111,7 @@ export function tqStoreGeometry(
     rawBytes,
     stageBytes,
     transposeBytes,
-    sharedBytes: WARPS * ((pipeline === "double" ? 2 : 1) * rawBytes + stageBytes + transposeBytes) +
+    sharedBytes: WARPS * (rawBytes + stageBytes + transposeBytes) +
       (lut ? 8 * lut.cells : 0),
   };
 }
@@ -157,12 +151,8 @@ export function tqStoreKernel(o: TqStoreKernelOptions): KernelSource {
     throw new RangeError(`numKvHeads must be a positive integer, got ${HK}`);
   }
   const P = turboQuantStoreLanes(D), NG = D / 8 / P, VW = 32 / P;
-  const RE = (o.pipeline ?? "refill") === "refill", BUFS = RE ? 1 : 2;
-  if (o.pipeline !== undefined && o.pipeline !== "refill" && o.pipeline !== "double") {
-    throw new RangeError(`pipeline must be "refill" or "double", got ${o.pipeline}`);
-  }
-  const geo = tqStoreGeometry(L, RE ? "refill" : "double");
-  const name = `tq_store_${tqTag(L)}_${o.inDtype}_hk${HK}${o.signs ? "_signs" : ""}${RE ? "" : "_double"}`;
+  const geo = tqStoreGeometry(L);
+  const name = `tq_store_${tqTag(L)}_${o.inDtype}_hk${HK}${o.signs ? "_signs" : ""}`;
   const params: ParamSpec[] = [
     { name: "k", kind: "ptr", dtype: o.inDtype, readonly: true },
     { name: "v", kind: "ptr", dtype: o.inDtype, readonly: true },
@@ -263,14 +253,14 @@ __device__ __forceinline__ void copy_run(unsigned char* dst, const unsigned char
 ${renderSignature({ entry: name, params }, { launchBounds: [WARPS * 32, 5] })} {
   extern __shared__ __align__(16) unsigned char smem[];
   unsigned char* raw_all = smem;
-  unsigned char* stage_all = smem + WARPS * ${BUFS} * RAW;
+  unsigned char* stage_all = smem + WARPS * RAW;
   unsigned char* tr_all = stage_all + WARPS * STAGE;
 ${lut ? "  uint2* key_lut = (uint2*)(tr_all + WARPS * TRB);" : ""}
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = lane % P, qv = lane / P;
   unsigned char* stage = stage_all + warp * STAGE;
   const u32 tr = (u32)__cvta_generic_to_shared(tr_all + warp * TRB);
-  const u32 raw = (u32)__cvta_generic_to_shared(raw_all + warp * ${BUFS} * RAW) + 16 * lane;  // chunk c at + 512·c
+  const u32 raw = (u32)__cvta_generic_to_shared(raw_all + warp * RAW) + 16 * lane;  // chunk c at + 512·c
 ${
     lut
       ? `  ${keyC!.fill}
@@ -280,40 +270,31 @@ ${
   }
   const int nvec = T * HK, ntiles = (nvec + VW - 1) / VW;  // T·Hk < 2^31 (checked by the op)
   const int tstride = gridDim.x * WARPS;
-  // issue tile tl's K (parts & 1) and V (parts & 2) chunks (this lane's groups r + P·j) into buffer b;
+  // issue tile tl's K (parts & 1) and V (parts & 2) chunks (this lane's groups r + P·j) into the buffer;
   // returns its slot. Vectors past the end read row 0 (in bounds) and store nothing.
-  auto issue = [&](int tl, int b, const int parts) -> long long {
+  auto issue = [&](int tl, const int parts) -> long long {
     const u32 vec = (u32)tl * VW + qv;
     const bool live = vec < (u32)nvec;
     const u32 t = live ? vec / HK : 0u, h = live ? vec % HK : 0u;
     const uint4* kp = (const uint4*)((const u16*)k + (long long)t * k_stride + h * D) + r;
     const uint4* vp = (const uint4*)((const u16*)v + (long long)t * v_stride + h * D) + r;
-    const u32 dst = raw + b * RAW;
 #pragma unroll
     for (int j = 0; j < NG; ++j) {
-      if (parts & 1) cp_async16(dst + 512 * j, kp + P * j);
-      if (parts & 2) cp_async16(dst + 512 * (NG + j), vp + P * j);
+      if (parts & 1) cp_async16(raw + 512 * j, kp + P * j);
+      if (parts & 2) cp_async16(raw + 512 * (NG + j), vp + P * j);
     }
     return live && (parts & 1) ? (long long)slot_mapping[t] : -1LL;
   };
 
   int tile = blockIdx.x * WARPS + warp;
   long long slot_cur = -1;
-  if (tile < ntiles) slot_cur = issue(tile, 0, 3);
+  if (tile < ntiles) slot_cur = issue(tile, 3);
   cp_commit();
 #pragma unroll 1
-  for (int it = 0; tile < ntiles; ++it) {
+  while (tile < ntiles) {
     const int nxt = tile + tstride;
     long long slot_nxt = -1;
-${
-    RE
-      ? `    cp_wait<0>();  // this tile's K and V have landed (each lane reads only its own chunks)
-    const u32 buf = raw;`
-      : `    if (nxt < ntiles) slot_nxt = issue(nxt, (it + 1) & 1, 3);
-    cp_commit();
-    cp_wait<1>();  // this tile's chunks have landed (each lane reads only its own)
-    const u32 buf = raw + (it & 1) * RAW;`
-  }
+    cp_wait<0>();  // this tile's K and V have landed (each lane reads only its own chunks)
 
     const int v0 = tile * VW, vec = v0 + qv;   // the tile's first vector, and this lane's
     const int t = vec < nvec ? (int)((u32)vec / HK) : 0;
@@ -331,20 +312,16 @@ ${tqStorePlanC().replaceAll("\n", "\n  ").replace(/^/, "  ")}
     // ---- key
     float x[NG * 8];
 #pragma unroll
-    for (int j = 0; j < NG; ++j) unpack8(lds128(buf + 512 * j), x + 8 * j);
-${
-    RE
-      ? `    // K is in registers (the unpack consumed every load): refill its half with the next tile's K
-    if (nxt < ntiles) slot_nxt = issue(nxt, 0, 1);
+    for (int j = 0; j < NG; ++j) unpack8(lds128(raw + 512 * j), x + 8 * j);
+    // K is in registers (the unpack consumed every load): refill its half with the next tile's K
+    if (nxt < ntiles) slot_nxt = issue(nxt, 1);
     cp_commit();
-`
-      : ""
-  }${L.keyFp8 ? tqFp8KeyC(L) : tqCentroidKeyC(L, P, o.signs === true, lut, keyC!.flip)}
+${L.keyFp8 ? tqFp8KeyC(L) : tqCentroidKeyC(L, P, o.signs === true, lut, keyC!.flip)}
 
     // ---- value: per-vector min/max (on packed pairs: exact); codes = ⌊(v − lo')·(1/s)⌋, lo' = lo − s/2
     uint4 vw[NG];
 #pragma unroll
-    for (int j = 0; j < NG; ++j) vw[j] = lds128(buf + 512 * (NG + j));
+    for (int j = 0; j < NG; ++j) vw[j] = lds128(raw + 512 * (NG + j));
     u32 mn2 = vw[0].x, mx2 = vw[0].x;
 #pragma unroll
     for (int j = 0; j < NG; ++j) {
@@ -353,13 +330,9 @@ ${
       minmax2(mn2, mx2, vw[j].z);
       minmax2(mn2, mx2, vw[j].w);
     }
-${
-    RE
-      ? `    if (nxt < ntiles) issue(nxt, 0, 2);  // V is in registers: refill its half
+    if (nxt < ntiles) issue(nxt, 2);  // V is in registers: refill its half
     cp_commit();
-`
-      : ""
-  }    float lo = fminf(${up.lo("mn2")}, ${up.hi("mn2")}), hi = fmaxf(${up.lo("mx2")}, ${up.hi("mx2")});
+    float lo = fminf(${up.lo("mn2")}, ${up.hi("mn2")}), hi = fmaxf(${up.lo("mx2")}, ${up.hi("mx2")});
 #pragma unroll
     for (int m = 1; m < P; m <<= 1) {
       lo = fminf(lo, __shfl_xor_sync(FULL, lo, m));

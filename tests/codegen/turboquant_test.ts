@@ -310,26 +310,6 @@ compileTest(
       "sm_89",
       "sm_90a",
     ]);
-    // the two-buffer pipeline (kept for comparison in bench notes) and its shared memory
-    const dbl = tqStoreKernel({
-      layout: L("turboquant_3bit_nc", 128),
-      inDtype: "bf16",
-      numKvHeads: 8,
-      pipeline: "double",
-    });
-    assert.equal(dbl.sharedBytes, tqStoreGeometry(L("turboquant_3bit_nc", 128), "double").sharedBytes);
-    assert.ok(dbl.sharedBytes > tqStoreGeometry(L("turboquant_3bit_nc", 128)).sharedBytes);
-    await compiles(dbl, ["sm_90"]);
-    assert.throws(
-      () =>
-        tqStoreKernel({
-          layout: L("turboquant_3bit_nc", 128),
-          inDtype: "bf16",
-          numKvHeads: 8,
-          pipeline: "triple" as "double",
-        }),
-      /pipeline must be "refill" or "double", got triple/,
-    );
     const k5 = defineTurboQuantPreset({
       name: "k5v6",
       key: { kind: "centroids", bits: 5, normCorrection: false },
