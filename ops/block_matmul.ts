@@ -11,7 +11,7 @@
  * ```
  * @module
  */
-import { ArgumentError, Device, jit, type Stream, Tensor } from "../runtime/mod.ts";
+import { ArgumentError, ctasPerSm, Device, jit, type Stream, Tensor } from "../runtime/mod.ts";
 import type { KernelSource } from "../codegen/kernel_source.ts";
 import {
   type BlockMatmulOp,
@@ -154,12 +154,28 @@ export function mmaVariant(
     args.push(g.out, g.M, op.N, op.K, g.lda, g.aScaleStride, g.ldc);
     return args;
   };
-  const fixed = (ks: KernelSource, grid: number): GemmVariant => ({
+  // `balance`: cap a PDL kernel's CTAs per SM at the balanced spread (measured on the v1 small-M kernels)
+  const fixed = (ks: KernelSource, grid: number, balance = false): GemmVariant => ({
     name: ks.name,
     rowAlign: 1,
     async prepare(device) {
       const k = await jit(ks, { device });
-      return (g, stream, pdl) => k.launch(grid, pack(g), { stream, pdl: pdl === false ? false : undefined });
+      // PDL starts the next GEMM's CTAs in the slots this one leaves free: with room for more CTAs per
+      // SM than a balanced spread needs, they pile up unevenly (7168×16384 at M 16: 3 slots per SM for
+      // 224 CTAs, 38.5 µs with PDL vs 34.7 plain). Shared memory caps the residency at the balanced count.
+      const sharedBytes = balance && ks.pdl
+        ? balancedSharedBytes({
+          grid,
+          smCount: device.info.smCount,
+          threads: ks.block[0] * ks.block[1] * ks.block[2],
+          registers: k.registers,
+          sharedBytes: ks.sharedBytes + k.staticSharedBytes,
+          maxSharedPerSM: device.info.maxSharedPerSM,
+          maxSharedPerBlock: device.info.maxSharedPerBlockOptin,
+        }) - k.staticSharedBytes
+        : undefined;
+      return (g, stream, pdl) =>
+        k.launch(grid, pack(g), { stream, sharedBytes, pdl: pdl === false ? false : undefined });
     },
   });
   if (smallM === 2 && M <= SMALL_M_STREAM_MAX) {
@@ -168,29 +184,7 @@ export function mmaVariant(
   }
   if (M <= SMALL_M_MAX) {
     const cfg = smallMConfig(M, op.N, op.K, smCount);
-    const ks = smallMKernel(op, cfg), grid = smallMGrid(op.N, cfg);
-    if (!ks.pdl) return fixed(ks, grid);
-    return {
-      name: ks.name,
-      rowAlign: 1,
-      async prepare(device) {
-        const k = await jit(ks, { device });
-        // PDL starts the next GEMM's CTAs in the slots this one leaves free: with room for more CTAs per
-        // SM than a balanced spread needs, they pile up unevenly (7168×16384 at M 16: 3 slots per SM for
-        // 224 CTAs, 38.5 µs with PDL vs 34.7 plain). Shared memory caps the residency at the balanced count.
-        const sharedBytes = balancedSharedBytes({
-          grid,
-          smCount: device.info.smCount,
-          threads: ks.block[0],
-          registers: k.registers,
-          sharedBytes: ks.sharedBytes + k.staticSharedBytes,
-          maxSharedPerSM: device.info.maxSharedPerSM,
-          maxSharedPerBlock: device.info.maxSharedPerBlockOptin,
-        }) - k.staticSharedBytes;
-        return (g, stream, pdl) =>
-          k.launch(grid, pack(g), { stream, sharedBytes, pdl: pdl === false ? false : undefined });
-      },
-    };
+    return fixed(smallMKernel(op, cfg), smallMGrid(op.N, cfg), true);
   }
   const cfg = tiledConfig(M, op.N, smCount);
   const ks = tiledKernel(op, cfg);
@@ -226,18 +220,12 @@ export function balancedSharedBytes(o: {
   maxSharedPerSM: number;
   maxSharedPerBlock: number;
 }): number {
-  const warps = Math.ceil(o.threads / 32),
-    regsPerWarp = Math.ceil((Math.max(o.registers, 1) * 32) / 256) * 256;
-  const fit = (smem: number) =>
-    Math.min(
-      Math.floor(65536 / (regsPerWarp * warps)),
-      Math.floor(2048 / (warps * 32)),
-      32,
-      Math.floor(o.maxSharedPerSM / (smem + 1024)),
-    );
+  const perSm = o.maxSharedPerSM || 228 * 1024;
+  const fit = (sharedBytes: number) =>
+    ctasPerSm({ threads: o.threads, registers: o.registers, sharedBytes, maxSharedPerSM: perSm });
   const want = Math.max(1, Math.ceil(o.grid / o.smCount));
   if (fit(o.sharedBytes) <= want) return o.sharedBytes;
-  const smem = Math.ceil((Math.floor(o.maxSharedPerSM / (want + 1)) - 1024 + 1) / 16) * 16;
+  const smem = Math.ceil((Math.floor(perSm / (want + 1)) - 1024 + 1) / 16) * 16;
   if (smem > o.maxSharedPerBlock || fit(smem) !== want) return o.sharedBytes;
   return Math.max(smem, o.sharedBytes);
 }

@@ -18,7 +18,7 @@
  * ```
  * @module
  */
-import { ArgumentError, Device, jit, type LoadedKernel, Tensor } from "../runtime/mod.ts";
+import { ArgumentError, ctasPerSm, Device, jit, type LoadedKernel, Tensor } from "../runtime/mod.ts";
 import {
   checkSigns,
   signMaskWords,
@@ -241,7 +241,7 @@ class TurboQuantImpl implements TurboQuant {
       ? tqDecodeGeometry(dk).headGroups
       : numKvHeads;
     this.#status = Tensor.empty("i32", [4], { device }).fill(0);
-    this.#storeCtas = residentCtas(device, kStore, 0);
+    this.#storeCtas = residentCtasPerSm(device, kStore) * device.info.smCount;
     if (signs) {
       this.#signs = Tensor.fromHost("u32", [signMaskWords(signs).length], signMaskWords(signs), { device });
     }
@@ -426,21 +426,12 @@ class TurboQuantImpl implements TurboQuant {
   /** KV splits per sequence for B sequences of at most `maxLen` tokens ({@linkcode turboQuantSplits}). */
   #splits(B: number, maxLen: number): number {
     const k = this.kDecode, threads = k.source.block[0];
-    const ctasPerSm = Math.max(
-      1,
-      Math.min(
-        Math.floor((this.device.info.maxSharedPerSM || 228 * 1024) / (k.source.sharedBytes + 1024)),
-        Math.floor(65536 / (Math.max(k.registers, 1) * threads)),
-        Math.floor(2048 / threads),
-        32,
-      ),
-    );
     return turboQuantSplits({
       ctas: B * this.#groups,
       maxLen,
       maxSplits: this.#maxSplits,
       smCount: this.device.info.smCount,
-      ctasPerSm,
+      ctasPerSm: residentCtasPerSm(this.device, k),
       warpsPerCta: threads / 32,
       streaming: this.decodeKernel === "mma3" && this.layout.keyFp8,
     });
@@ -468,20 +459,17 @@ class TurboQuantImpl implements TurboQuant {
   }
 }
 
-/** CTAs of `k` the device holds at once (shared memory, registers, threads), at least one per SM. */
-function residentCtas(device: Device, k: LoadedKernel, staticShared: number): number {
-  const threads = k.source.block[0] * k.source.block[1] * k.source.block[2];
-  const regsPerWarp = Math.ceil((Math.max(k.registers, 1) * 32) / 256) * 256;
-  const perSm = Math.max(
+/** CTAs of `k` one SM holds at once (shared memory, registers, threads), at least one. */
+function residentCtasPerSm(device: Device, k: LoadedKernel): number {
+  return Math.max(
     1,
-    Math.min(
-      Math.floor((device.info.maxSharedPerSM || 228 * 1024) / (staticShared + k.source.sharedBytes + 1024)),
-      Math.floor(65536 / (regsPerWarp * Math.ceil(threads / 32))),
-      Math.floor(2048 / threads),
-      32,
-    ),
+    ctasPerSm({
+      threads: k.source.block[0] * k.source.block[1] * k.source.block[2],
+      registers: k.registers,
+      sharedBytes: k.staticSharedBytes + k.source.sharedBytes,
+      maxSharedPerSM: device.info.maxSharedPerSM,
+    }),
   );
-  return perSm * device.info.smCount;
 }
 
 /** One-shot store: prepare (cached compile), store, wait, and check the slots. */

@@ -33,3 +33,4 @@ export {
 } from "./errors.ts";
 export { debugLevel } from "./env.ts";
 export { spin, timeKernel, type Timing } from "./timing.ts";
+export { ctasPerSm, type OccupancySpec } from "./occupancy.ts";

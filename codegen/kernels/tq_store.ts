@@ -61,7 +61,7 @@ import { TQ_PRELUDE, type TqInDtype, tqTag, unpackPair } from "./tq_common.ts";
 import {
   tqKeyLut,
   tqKeyQuantizerC,
-  tqStageBytesC,
+  tqStageRunC,
   tqStorePlanC,
   tqStoreRunBytes,
   tqValuePackC,
@@ -345,9 +345,15 @@ ${L.keyFp8 ? tqFp8KeyC(L) : tqCentroidKeyC(L, P, o.signs === true, lut, keyC!.fl
       unpack8(vw[j], x + 8 * j);
   ${tqValuePackC(vb).replaceAll("\n", "\n  ")}
   ${
-    tqStageBytesC("my", `${off.valueCodes} + ${vb} * (r + P * j)`, vb, "packed", off.valueCodes % 2 === 0)
-      .replaceAll("\n", "\n  ")
-  }
+    // one group's run: u16 stores only where every group starts even (even offset, even width)
+    tqStageRunC(
+      "my",
+      `${off.valueCodes} + ${vb} * (r + P * j)`,
+      vb,
+      ["packed"],
+      off.valueCodes % 2 === 0 && vb % 2 === 0,
+    )
+      .replaceAll("\n", "\n  ")}
     }
     if (r == 0) {
       st_h(my + ${off.valueScale}, f32_to_f16(sc), ${off.valueScale % 2 === 0});

@@ -132,6 +132,14 @@ ${
   }) << (${kb} * i);
       kpk[j] = packed ^ ${flip};  // the lookup yields mask − code
     }
-${tqStageRunC("my", `${L.offsets.keyCodes} + ${kb * NG} * r`, kb, NG, "kpk", L.offsets.keyCodes % 2 === 0)}
+${
+    tqStageRunC(
+      "my",
+      `${L.offsets.keyCodes} + ${kb * NG} * r`,
+      kb,
+      Array.from({ length: NG }, (_, j) => `kpk[${j}]`),
+      L.offsets.keyCodes % 2 === 0,
+    )
+  }
     if (r == 0) st_h(my + ${L.offsets.keyNorm}, f32_to_f16(nrm), ${L.offsets.keyNorm % 2 === 0});`;
 }

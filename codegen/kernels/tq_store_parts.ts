@@ -160,48 +160,27 @@ export function tqValuePackC(bits: number): string {
     for (int i = 0; i < 8; ++i) packed += ${code} << (${bits} * i);`;
 }
 
-/** Store the `bits` bytes of `word` (packed codes) at `base + off` in shared memory; `offEven`: u16 stores. */
-export function tqStageBytesC(
-  base: string,
-  off: string,
-  bits: number,
-  word: string,
-  offEven: boolean,
-): string {
-  const lines: string[] = [`    { unsigned char* sp = ${base} + ${off};`];
-  if (bits % 2 === 0 && offEven) {
-    for (let i = 0; i < bits / 2; i++) {
-      lines.push(`      *(u16*)(sp + ${2 * i}) = (u16)(${word} >> ${16 * i});`);
-    }
-  } else {
-    for (let i = 0; i < bits; i++) lines.push(`      sp[${i}] = (unsigned char)(${word} >> ${8 * i});`);
-  }
-  lines.push("    }");
-  return lines.join("\n");
-}
-
 /**
- * Store a lane's run of packed codes: `groups` words `${arr}[j]` of 8 codes × `bits` bits each (u32 for
- * ≤ 4 bits, else u64), concatenated little-endian into `groups·bits` bytes at `base + off` in shared
- * memory. `offEven`: the run starts at an even address, so it goes out as u16 units (a unit that
+ * Store a run of packed codes: `words` (C expressions, in order) of 8 codes × `bits` bits each (u32 for
+ * ≤ 4 bits, else u64), concatenated little-endian into `words.length · bits` bytes at `base + off` in
+ * shared memory. `offEven`: the run starts at an even address, so it goes out as u16 units (a unit that
  * straddles two words takes a funnel of both), else byte by byte.
  */
 export function tqStageRunC(
   base: string,
   off: string,
   bits: number,
-  groups: number,
-  arr: string,
+  words: readonly string[],
   offEven: boolean,
 ): string {
-  const W = 8 * bits, n = groups * bits, wide = bits > 4;
+  const W = 8 * bits, groups = words.length, n = groups * bits, wide = bits > 4;
   const cast = wide ? "(u64)" : "";
   // bits [b, b + width) of the concatenated stream, as an expression (width ≤ 16)
   const take = (b: number, width: number): string => {
     const j = Math.floor(b / W), o = b - j * W;
-    const lo = o === 0 ? `${arr}[${j}]` : `(${arr}[${j}] >> ${o})`;
+    const lo = o === 0 ? `(${words[j]})` : `((${words[j]}) >> ${o})`;
     if (o + width <= W || j + 1 >= groups) return lo;
-    return `(${lo} | (${cast}${arr}[${j + 1}] << ${W - o}))`;
+    return `(${lo} | (${cast}(${words[j + 1]}) << ${W - o}))`;
   };
   const lines = [`    { unsigned char* sp = ${base} + ${off};`];
   if (offEven) {

@@ -18,6 +18,7 @@ import { groupQuantKernel } from "../../codegen/kernels/group_quant.ts";
 import { withPdl } from "../../codegen/kernels/_pdl.ts";
 import { resolveGroupQuant } from "../../dsl/ops/group_quant.ts";
 import { balancedSharedBytes, mmaVariant } from "../../ops/block_matmul.ts";
+import { ctasPerSm } from "../../runtime/occupancy.ts";
 import { sassHistogram, type SassInstr, sassTool } from "./_sass.ts";
 
 const op = (N: number, K: number, o: Partial<BlockMatmulOpOptions> = {}) => blockMatmulOp({ N, K, ...o });
@@ -46,11 +47,8 @@ Deno.test("pdl: block-mode small-M GEMMs are PDL kernels, the other modes and `p
 
 Deno.test("pdl: small-M GEMMs cap CTAs per SM at the balanced spread (shared memory), only when needed", () => {
   const h200 = { smCount: 132, maxSharedPerSM: 233472, maxSharedPerBlock: 232448 };
-  const fits = (smem: number, regs: number, threads: number) =>
-    Math.min(
-      Math.floor(65536 / (Math.ceil((regs * 32) / 256) * 256 * (threads / 32))),
-      Math.floor(h200.maxSharedPerSM / (smem + 1024)),
-    );
+  const fits = (sharedBytes: number, registers: number, threads: number) =>
+    ctasPerSm({ threads, registers, sharedBytes, maxSharedPerSM: h200.maxSharedPerSM });
   // 7168×16384 at M 16 (rt 2, nt 2, wk 4: 168 registers → 3 per SM) on 224 CTAs: capped to 2 per SM
   const m16 = { ...h200, grid: 224, threads: 128, registers: 168, sharedBytes: 4608 };
   const s16 = balancedSharedBytes(m16);

@@ -112,6 +112,24 @@ export function entry(c: Sm90Config): string {
 }
 
 /**
+ * The persistent producer (steps c–g): one thread walks the CTA's tiles (`tileStart`, `tileStep` from
+ * {@linkcode persistentWalk}) and issues every k-block into the ring, slot `it` counted across tiles.
+ */
+export function persistentProducer(c: Sm90Config): string {
+  return `if (threadIdx.x == MATH_THREADS) {
+      u32 it = 0;
+      for (int t = tileStart; t < numTiles; t += tileStep) {
+        int mb, nb;
+        TILE_OF(t, mb, nb);
+        const int m0 = mb * BM, n0 = nb * BN;
+        for (int kb = 0; kb < nK; ++kb, ++it) {
+          ${produceKBlock(c, true)}
+        }
+      }
+    }`;
+}
+
+/**
  * Producer: issue the loads of k-block `kb` of tile (m0, n0) into ring slot `it` (stage it % STAGES),
  * after the slot's previous contents were released. Variables: it, kb, m0, n0. In step d the B tile is
  * split in two halves, each CTA loads one and multicasts it to both.

@@ -38,9 +38,9 @@ import {
   launchBounds,
   mathKBlock,
   mathTileSetup,
+  persistentProducer,
   persistentWalk,
   prelude,
-  produceKBlock,
   regSplit,
   sm90Params,
   TILE_ORDER,
@@ -67,17 +67,7 @@ ${entry(c)}
   ${walk}
   if (threadIdx.x >= MATH_THREADS) {
     ${regSplit(c, "dec")}
-    if (threadIdx.x == MATH_THREADS) {
-      u32 it = 0;
-      for (int t = tileStart; t < numTiles; t += tileStep) {
-        int mb, nb;
-        TILE_OF(t, mb, nb);
-        const int m0 = mb * BM, n0 = nb * BN;
-        for (int kb = 0; kb < nK; ++kb, ++it) {
-          ${produceKBlock(c, true)}
-        }
-      }
-    }
+    ${persistentProducer(c)}
   } else {
     ${regSplit(c, "inc")}
     const u32 wg = threadIdx.x / 128, r0 = wg * 64u + (warp & 3u) * 16u + lane / 4u;

@@ -54,9 +54,9 @@ import {
   entry,
   epilogueScale,
   launchBounds,
+  persistentProducer,
   persistentWalk,
   prelude,
-  produceKBlock,
   regSplit,
   sm90Params,
   TILE_ORDER,
@@ -132,17 +132,7 @@ ${entry(c)}
   ${persistentWalk(c)}
   if (threadIdx.x >= MATH_THREADS) {
     ${regSplit(c, "dec")}
-    if (threadIdx.x == MATH_THREADS) {
-      u32 it = 0;
-      for (int t = tileStart; t < numTiles; t += tileStep) {
-        int mb, nb;
-        TILE_OF(t, mb, nb);
-        const int m0 = mb * BM, n0 = nb * BN;
-        for (int kb = 0; kb < nK; ++kb, ++it) {
-          ${produceKBlock(c, true)}
-        }
-      }
-    }
+    ${persistentProducer(c)}
   } else {
     ${regSplit(c, "inc")}
     if (tileStart < numTiles) { // always (grid ≤ tiles); keeps the cursor's first issue a real k-block

@@ -68,9 +68,9 @@ import {
   epilogueScale,
   launchBounds,
   mathTileSetup,
+  persistentProducer,
   persistentWalk,
   prelude,
-  produceKBlock,
   regSplit,
   sm90Params,
   TILE_ORDER,
@@ -156,17 +156,7 @@ ${entry(c)}
   ${persistentWalk(c)}
   if (threadIdx.x >= MATH_THREADS) {
     ${regSplit(c, "dec")}
-    if (threadIdx.x == MATH_THREADS) {
-      u32 it = 0;
-      for (int t = tileStart; t < numTiles; t += tileStep) {
-        int mb, nb;
-        TILE_OF(t, mb, nb);
-        const int m0 = mb * BM, n0 = nb * BN;
-        for (int kb = 0; kb < nK; ++kb, ++it) {
-          ${produceKBlock(c, true)}
-        }
-      }
-    }
+    ${persistentProducer(c)}
   } else {
     ${regSplit(c, "inc")}
     // warp-uniform to the compiler (a shuffle from lane 0), so descriptor math stays in uniform registers
