@@ -6,6 +6,7 @@
  *
  *   deno run -A bench/gemm_sm90.ts               the table
  *   deno run -A bench/gemm_sm90.ts --tune        autotune every shape first (stores the choices), then the table
+ *   deno run -A bench/gemm_sm90.ts --only "default,g 256"   just those rows of each shape
  *   deno run -A bench/gemm_sm90.ts --sanitize    one small shape per ladder kernel, validated, no timing
  *                                                (what scripts/sanitize_gemm.sh runs under compute-sanitizer)
  *
@@ -32,7 +33,7 @@ import { Device, type Tensor, timeKernel } from "../mod.ts";
 import { bf16Decode, FP8E4M3_VALUES } from "../dsl/dtype.ts";
 import { relFrobenius } from "../testing/assert.ts";
 import { chooseSm90Config, type GemmSm90Plan, prepareGemmSm90, type Sm90Config } from "../ops/gemm_sm90.ts";
-import { sm90Persistent } from "../codegen/kernels/gemm_sm90/mod.ts";
+import { sm90Overlap, sm90Persistent } from "../codegen/kernels/gemm_sm90/mod.ts";
 import { autotuneGemmSm90, inParallel, lookupTuned, timingOperands } from "../ops/autotune.ts";
 import { pct, printTable, type Row, runPeer } from "./_util.ts";
 
@@ -66,6 +67,13 @@ function rungs(
     })),
     // g at the same tile without its ping-pong issue order: what the turn barriers themselves bring
     { label: "g nopp", config: { ...chooseSm90Config(M, N, K, "block", device, ["g"]), pingpong: false } },
+    // g on 256-row tiles: each math warpgroup runs two 64-row waves per k-block (B read once per 256 rows)
+    { label: "g 256", config: { step: "g", blockM: 256, blockN: 128 } },
+    // g with the other choice of issuing the next tile's first wgmmas before the epilogue
+    (() => {
+      const g = chooseSm90Config(M, N, K, "block", device, ["g"]);
+      return { label: "g ov±", config: { ...g, overlap: !sm90Overlap(g) } };
+    })(),
   ];
 }
 
@@ -84,6 +92,12 @@ const SANITIZE: Partial<Sm90Config>[] = [
   { step: "g", blockN: 160 },
   { step: "g", blockN: 128, pingpong: false },
   { step: "g", blockM: 64, blockN: 128 },
+  { step: "g", blockM: 256, blockN: 128 },
+  { step: "g", blockM: 256, blockN: 96 },
+  { step: "g", blockM: 256, blockN: 128, pingpong: false },
+  { step: "g", blockM: 256, blockN: 112 },
+  { step: "g", blockM: 256, blockN: 128, overlap: false },
+  { step: "g", blockN: 160, pingpong: false, overlap: true },
 ];
 
 /** Host copy of one operand set, for the sampled-row reference. */
@@ -155,7 +169,8 @@ function validate(
 const label = (c: Sm90Config) => {
   const reg = c.epilogue === "direct" && sm90Persistent(c) ? " reg" : "";
   const pp = c.pingpong === false ? " nopp" : "";
-  return `${c.step} ${c.blockM}x${c.blockN} s${c.stages}${reg}${c.chunk ? ` u${c.chunk}` : ""}${pp}`;
+  const ov = c.overlap === undefined ? "" : c.overlap ? " ov" : " noov";
+  return `${c.step} ${c.blockM}x${c.blockN} s${c.stages}${reg}${c.chunk ? ` u${c.chunk}` : ""}${pp}${ov}`;
 };
 
 /** SM clocks (1.83 GHz basis) per 128-deep k-block of one tile: what SM90_STEP_MODEL is fitted to. */
@@ -164,8 +179,8 @@ function clkPerKBlock(c: Sm90Config, M: number, N: number, K: number, us: number
   return Math.round((us * 1830) / (waves * (K / 128)));
 }
 
-/** The benchmark table (what `deno task bench` calls). */
-export async function bench(): Promise<void> {
+/** The benchmark table (what `deno task bench` calls); `only`: the row labels to run (all by default). */
+export async function bench(only?: string[]): Promise<void> {
   const device = Device.get();
   if (device.info.cc !== 90) {
     console.log(`\n## gemm_sm90: skipped (${device.info.name} is not sm_90)`);
@@ -191,7 +206,7 @@ export async function bench(): Promise<void> {
         ...rungs(M, N, K, device),
         { label: "default", config: chooseSm90Config(M, N, K, "block", device) },
         ...(tuned ? [{ label: "tuned", config: tuned }] : []),
-      ];
+      ].filter((r) => !only || only.includes(r.label));
       const pUs = peerUs.get(`${M}x${N}x${K}`);
       // compile the shape's kernels several at a time (NVRTC runs off the main thread), then time in order
       const plans = await inParallel(
@@ -293,6 +308,7 @@ if (import.meta.main) {
   if (Deno.args.includes("--sanitize")) await sanitize();
   else {
     if (Deno.args.includes("--tune")) await tune();
-    await bench();
+    const at = Deno.args.indexOf("--only"); // e.g. --only "default,g,g 256": just those rows
+    await bench(at >= 0 ? Deno.args[at + 1].split(",") : undefined);
   }
 }

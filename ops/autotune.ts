@@ -89,8 +89,8 @@ async function store(key: string, e: TunedEntry): Promise<void> {
 }
 
 /**
- * The candidates the tuner times: for each step b–g, the two configs {@linkcode sm90ModelClocks} ranks
- * best for this shape (b: its one 128×128 tile), each at the deepest ring that fits, plus three variants
+ * The candidates the tuner times: for each step b–g (and each tile height of g: 128 and 256 rows), the
+ * two configs {@linkcode sm90ModelClocks} ranks best for this shape (b: its one 128×128 tile), each at the deepest ring that fits, plus three variants
  * of (e)'s best tile (chunks of 2 and 8, register epilogue) and (g)'s best tile without its ping-pong
  * order — about fifteen kernels, so a tune of the seven bench shapes stays around a minute of GPU time.
  */
@@ -100,7 +100,10 @@ export function tuneCandidates(s: GemmSm90Shape, mode: Sm90ScaleMode, perStep = 
     const ranked = sm90Candidates(s.M, s.N, mode, [step])
       .map((c) => ({ c, t: sm90ModelClocks(c, s.M, s.N, s.K) }))
       .sort((x, y) => x.t - y.t);
-    out.push(...ranked.slice(0, perStep).map((r) => r.c));
+    // step g: the best of each tile height (128 rows, and 256 rows run as two waves) is timed
+    for (const bm of new Set(ranked.map((r) => r.c.blockM))) {
+      out.push(...ranked.filter((r) => r.c.blockM === bm).slice(0, perStep).map((r) => r.c));
+    }
   }
   // structural variants of (e)'s best tile: drained chunks of 2 and 8 k-blocks instead of 4, and the
   // register epilogue (no smem output tile, so one more ring stage)

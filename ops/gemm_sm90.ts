@@ -32,6 +32,7 @@ import {
   SM90_BLOCK_K,
   sm90Cluster,
   type Sm90Config,
+  sm90ConfigProblems,
   sm90Deferred,
   sm90MaxStages,
   sm90Persistent,
@@ -98,6 +99,10 @@ export function resolveSm90Config(
   }
   if (c.step !== "g" || (over?.pingpong === undefined && stepChanged)) {
     delete c.pingpong; // so is step g's ping-pong switch
+  }
+  if (c.step !== "g" || (over?.overlap === undefined && stepChanged)) delete c.overlap; // and its overlap
+  if (c.blockM === 256 && over?.blockM === undefined && sm90ConfigProblems(c).length > 0) {
+    c.blockM = 128; // the default's 256-row tile belongs to step g at ≤ 128 columns: other asks get 128 rows
   }
   if (over?.epilogue === undefined) {
     c.epilogue = c.step === "a" || c.step === "b" || N % 8 !== 0 ? "direct" : "tma";

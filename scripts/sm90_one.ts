@@ -1,6 +1,7 @@
 /**
  * Run one sm_90 GEMM configuration a few times, for a profiler (ncu) or sanitizer to look at:
  *   deno run -A scripts/sm90_one.ts M N K [step blockN stages] [--nopp] [--const] [--reps n]
+ * (blockN may be written blockMxblockN, e.g. 256x128, for a tile other than 128 rows)
  * Inputs are random fp8 codes and scales (like the bench: a tensor core's power, hence its clock, depends
  * on the data), or constant ones with `--const`. `--nopp` turns step g's ping-pong issue order off.
  */
@@ -14,8 +15,11 @@ const reps = repsAt >= 0 ? Number(Deno.args[repsAt + 1]) : 5;
 const pos = Deno.args.filter((a, i) => !a.startsWith("--") && !(repsAt >= 0 && i === repsAt + 1));
 const [M, N, K] = pos.slice(0, 3).map(Number);
 const step = (pos[3] ?? "c") as Sm90Config["step"];
-const blockN = Number(pos[4] ?? 128), stages = Number(pos[5] ?? 5);
-const config: Sm90Config = { step, mode: "block", blockM: 128, blockN, stages, epilogue: "tma" };
+const [blockM, blockN] = String(pos[4] ?? 128).includes("x")
+  ? String(pos[4]).split("x").map(Number)
+  : [128, Number(pos[4] ?? 128)];
+const stages = Number(pos[5] ?? 5);
+const config = { step, mode: "block", blockM, blockN, stages, epilogue: "tma" } as Sm90Config;
 if (flags.has("--nopp")) config.pingpong = false;
 const plan = await prepareGemmSm90({ M, N, K }, { config, tuned: false });
 const P = Math.ceil(M / 4) * 4;

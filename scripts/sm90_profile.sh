@@ -8,6 +8,7 @@
 #
 #   scripts/sm90_profile.sh                    c, g, g --nopp at 4096 4096 7168
 #   scripts/sm90_profile.sh "c 128 5" "g 160 5"  any variants (step blockN stages [--nopp])
+#   scripts/sm90_profile.sh "g 256x128 3"        a 256-row tile (blockMxblockN)
 #   SHAPE="4096 7168 2048" scripts/sm90_profile.sh
 #
 # Reports and CSVs stay in $OUT (default /tmp/sm90_profile) for a closer look. ncu runs with
@@ -72,7 +73,8 @@ for v in "${VARIANTS[@]}"; do
   "$PY" - "$rep" "${SHAPE_ARR[@]}" $v <<'PY' || status=1
 import csv, math, sys
 
-rep, M, N, K, step, bn = sys.argv[1], *map(int, sys.argv[2:5]), sys.argv[5], int(sys.argv[6])
+rep, M, N, K, step = sys.argv[1], *map(int, sys.argv[2:5]), sys.argv[5]
+bm, bn = map(int, sys.argv[6].split("x")) if "x" in sys.argv[6] else (128, int(sys.argv[6]))
 
 def num(x):
     try:
@@ -87,13 +89,13 @@ vals = rows[hdr + 2] if len(rows) > hdr + 2 else rows[-1]
 raw, unit = dict(zip(names, vals)), dict(zip(names, units))
 g = lambda k: num(raw.get(k, ""))
 cyc = g("sm__cycles_elapsed.avg")
-waves = math.ceil(math.ceil(M / 128) * math.ceil(N / bn) / 132)
+waves = math.ceil(math.ceil(M / bm) * math.ceil(N / bn) / 132)
 kbs = waves * K // 128
 print(f"kernel            {raw.get('Kernel Name', '?')[:100]}")
 print(f"duration          {g('gpu__time_duration.sum')} {unit.get('gpu__time_duration.sum', '')}, "
       f"SM cycles {cyc:.0f}" if cyc else "SM cycles: not in the raw page")
 if cyc:
-    print(f"clk per k-block   {cyc / kbs:.0f}  ({waves} waves x {K // 128} k-blocks; tensor alone: {4 * bn})")
+    print(f"clk per k-block   {cyc / kbs:.0f}  ({waves} waves x {K // 128} k-blocks; tensor alone: {4 * bn * bm // 128})")
 print(f"tensor GMMA pipe  {g('sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active')} % of active cycles")
 print(f"FMA pipe          {g('sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active')} % of active cycles")
 print(f"smem banks        reads {g('l1tex__data_bank_reads.avg.pct_of_peak_sustained_elapsed')} % / "

@@ -12,8 +12,13 @@ import {
   type Sm90Config,
   sm90ConfigName,
   sm90ConfigProblems,
+  sm90MathThreads,
+  sm90MaxStages,
+  sm90Overlap,
   sm90PingPong,
   sm90StoreRows,
+  sm90Threads,
+  sm90Waves,
 } from "../../codegen/kernels/gemm_sm90/mod.ts";
 import { chooseSm90Config, resolveSm90Config } from "../../ops/gemm_sm90.ts";
 import { tuneCandidates } from "../../ops/autotune.ts";
@@ -46,6 +51,33 @@ Deno.test("gemm_sm90 g config: pingpong belongs to g, names, per-warpgroup store
   assert.equal(sm90PingPong(G({ pingpong: false })), false);
   assert.equal(sm90PingPong(G({ blockM: 64 })), false, "one math warpgroup has nobody to alternate with");
   assert.equal(sm90PingPong(G({ step: "c" })), false);
+  // 256-row tiles: two math warpgroups of 128 rows, each run as two 64-row waves; step g only, ≤ 128 wide
+  const big = G({ blockM: 256, stages: 3 });
+  assert.deepEqual(sm90ConfigProblems(big), []);
+  assert.equal(sm90Waves(big), 2);
+  assert.equal(sm90MathThreads(big), 256);
+  assert.equal(sm90Threads(big), 384);
+  assert.equal(sm90PingPong(big), true);
+  assert.equal(sm90StoreRows(big), 64);
+  assert.equal(sm90ConfigName(big), "gemm_sm90g_fp8e4m3_bf16_block_256x128x128_s3_tma");
+  assert.equal(sm90MaxStages(big), 3, "A 32 KB + B 16 KB + scales per stage, 64 KB output tile");
+  assert.match(sm90ConfigProblems(G({ step: "c", blockM: 256 })).join(), /blockM 256 .* is a tile of step g/);
+  assert.match(sm90ConfigProblems(G({ blockM: 256, blockN: 160 })).join(), /blockN 160 > 128 would spill/);
+  assert.match(sm90ConfigProblems(G({ blockM: 192 as never })).join(), /blockM must be 64, 128 or 256/);
+  // overlap (the next tile's first wave issued before the epilogue): on by default for 256-row tiles only;
+  // only a non-default choice shows in the name
+  assert.equal(sm90Overlap(big), true);
+  assert.equal(sm90Overlap(G()), false);
+  assert.equal(sm90Overlap(G({ overlap: true })), true);
+  assert.equal(sm90Overlap(G({ step: "c" })), false);
+  assert.equal(sm90ConfigName({ ...big, overlap: true }), sm90ConfigName(big));
+  assert.match(sm90ConfigName({ ...big, overlap: false }), /_noov$/);
+  assert.match(sm90ConfigName(G({ overlap: true })), /_ov$/);
+  assert.match(sm90ConfigProblems(G({ step: "c", overlap: true })).join(), /overlap is a setting of step g/);
+  assert.match(sm90ConfigProblems(G({ overlap: "yes" as never })).join(), /overlap must be true or false/);
+  assert.equal(sm90Waves(G()), 1);
+  assert.equal(sm90MathThreads(G()), 256);
+  assert.equal(sm90MathThreads(G({ blockM: 64 })), 128);
   // resolve: the switch stays with g, and leaves with a step change
   const c = chooseSm90Config(4096, 4096, 7168);
   assert.equal(resolveSm90Config(c, { step: "g", pingpong: false }, "block", 4096).pingpong, false);
@@ -171,6 +203,19 @@ Deno.test("gemm_sm90 g source: turn wait → wgmmas → commit → turn pass →
   const nopp = gemmSm90Kernel(G({ pingpong: false })).source;
   assert.ok(!/named_bar_(sync|arrive)\(TURN/.test(nopp), "pingpong: false emits no turn barrier");
   assert.ok(!/named_bar_(sync|arrive)\(TURN/.test(gemmSm90Kernel(G({ blockM: 64 })).source));
+  // two waves: each takes its own turn over its own 64 A rows; the stage is released once, after wave 1
+  const big = gemmSm90Kernel(G({ blockM: 256, stages: 3 })).source;
+  const loop = big.slice(big.indexOf("for (int kb = 0"), big.indexOf("if (++s == STAGES)"));
+  const count = (x: string) => loop.split(x).length - 1;
+  assert.equal(count("named_bar_sync(TURN + wg, 256u)"), 2);
+  assert.equal(count("wgmma_wait0()"), 2);
+  assert.equal(count("mbar_arrive(EMPTY(s))"), 1);
+  assert.ok(
+    loop.lastIndexOf("wgmma_wait0()") < loop.indexOf("mbar_arrive(EMPTY(s))"),
+    "released after wave 1",
+  );
+  assert.ok(loop.includes("(wg * 128u) * BK") && loop.includes("(wg * 128u + 64u) * BK"), "wave A rows");
+  assert.ok(loop.indexOf("fin[4 * i + 0]") < loop.indexOf("fin1[4 * i + 0]"), "wave 0 → fin, wave 1 → fin1");
 });
 
 Deno.test("gemm_sm90 g heuristic: measured faster than c (run 3), so the default is g at large M", () => {
@@ -241,26 +286,33 @@ Deno.test("gemm_sm90 SASS helpers: loops that issue wgmmas and the barriers insi
   );
 });
 
-Deno.test("gemm_sm90 heuristic: the default is run 3's tuned config on every bench shape (issue 6: within 10%)", () => {
-  // tuned on the H200 (bench/RESULTS.md, run 3): step g and the width the autotuner kept
-  const tuned: [number, number, number, number][] = [
-    [4096, 4096, 7168, 128],
-    [4096, 7168, 2048, 128],
-    [4096, 24576, 1536, 128],
-    [1024, 4096, 7168, 128],
-    [1024, 7168, 2048, 160],
-    [4096, 2112, 7168, 192],
-    [4096, 7168, 16384, 128],
+Deno.test("gemm_sm90 heuristic: the default is session 4's tuned config on every bench shape (issue 6: within 10%)", () => {
+  // tuned on the H200 (bench/RESULTS.md, session 4): step g, the tile the autotuner kept, rows × columns
+  const tuned: [number, number, number, string][] = [
+    [4096, 4096, 7168, "256x128"],
+    [4096, 7168, 2048, "256x128"],
+    [4096, 24576, 1536, "256x128"],
+    [1024, 4096, 7168, "256x128"],
+    [1024, 7168, 2048, "256x128"],
+    [4096, 2112, 7168, "128x192"],
+    [4096, 7168, 16384, "256x128"],
   ];
-  for (const [M, N, K, w] of tuned) {
+  for (const [M, N, K, tile] of tuned) {
     const c = chooseSm90Config(M, N, K, "block");
-    assert.equal(`${c.step}${c.blockN}`, `g${w}`, `${M}x${N}x${K}`);
+    assert.equal(`${c.step} ${c.blockM}x${c.blockN}`, `g ${tile}`, `${M}x${N}x${K}`);
   }
+  // 256-row tiles need M to fill them: small M keeps 128 (or 64) rows
+  assert.equal(chooseSm90Config(256, 7168, 7168, "block").blockM, 128);
+  assert.equal(chooseSm90Config(64, 7168, 7168, "block").blockM, 64);
 });
 
 Deno.test("gemm_sm90 heuristic: g keeps ping-pong at 128-wide tiles and drops it at ≥ 160 (measured, session 2)", () => {
   assert.notEqual(chooseSm90Config(4096, 4096, 7168, "block").pingpong, false);
   const wide = chooseSm90Config(4096, 2112, 7168, "block");
   assert.equal(`${wide.blockN} ${wide.pingpong}`, "192 false");
-  assert.equal(chooseSm90Config(1024, 7168, 2048, "block").pingpong, false);
+  // 256-row tiles keep it (session 4, same run: 1.02–1.07× the peer with, 0.93–1.01× without)
+  const big = chooseSm90Config(1024, 7168, 2048, "block");
+  assert.equal(`${big.blockM} ${big.pingpong}`, "256 undefined");
+  assert.equal(sm90Overlap(big), true, "and issue the next tile's first wave before the epilogue");
+  assert.equal(sm90Overlap(wide), false);
 });

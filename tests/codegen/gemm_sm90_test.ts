@@ -25,12 +25,14 @@ import {
   sm90ConfigName,
   sm90ConfigProblems,
   sm90MaxStages,
+  sm90Overlap,
   sm90PingPong,
   sm90ScaleBlocksSpanned,
   sm90SmemLayout,
   sm90StoreBox,
   sm90StoreRows,
   sm90Threads,
+  sm90Waves,
 } from "../../codegen/kernels/gemm_sm90/mod.ts";
 import {
   chooseSm90Config,
@@ -74,6 +76,11 @@ export const LADDER: Sm90Config[] = [
   C({ step: "g", blockN: 160, stages: 5 }),
   C({ step: "g", blockN: 192, stages: 4, mode: "channel" }),
   C({ step: "g", blockM: 64, blockN: 128, stages: 6, mode: "tensor", epilogue: "direct" }),
+  C({ step: "g", blockM: 256, stages: 3 }),
+  C({ step: "g", blockM: 256, stages: 3, overlap: false }),
+  C({ step: "g", blockN: 160, pingpong: false, overlap: true }),
+  C({ step: "g", blockM: 256, blockN: 96, stages: 3, pingpong: false, mode: "tensor" }),
+  C({ step: "g", blockM: 256, blockN: 112, stages: 4, mode: "channel", epilogue: "direct" }),
 ];
 
 Deno.test("gemm_sm90 config: bad configs are refused with every reason", () => {
@@ -345,8 +352,11 @@ function expectedBarriers(c: Sm90Config): Map<string, number> | undefined {
   // TMA-store epilogue: before the stmatrix and before the store; c over both math warpgroups, g per warpgroup
   if (c.epilogue === "tma") add(`sync ${c.step === "c" ? (c.blockM / 64) * 128 : 128}`, 2);
   if (sm90PingPong(c)) {
-    add("sync 256", 2); // the turn wait in the k-loop + warpgroup 0 taking the last turn
-    add("arrive 256", 2); // warpgroup 1's first grant + the turn pass in the k-loop
+    // a turn per wave issue: the k-loop's, and with overlap the ahead issues before the loop and before
+    // each epilogue plus wave 1 of the peeled first k-block
+    const issues = sm90Waves(c) + (sm90Overlap(c) ? 2 + sm90Waves(c) - 1 : 0);
+    add("sync 256", issues + 1); // each issue's turn wait + warpgroup 0 taking the last turn
+    add("arrive 256", issues + 1); // warpgroup 1's first grant + each issue's turn pass
   }
   return e;
 }
@@ -377,16 +387,30 @@ function checkBarriers(c: Sm90Config, instrs: SassInstr[]): void {
   const inLoop = bars.filter((b) => b.index >= k.start && b.index <= k.end);
   const at = (re: RegExp) =>
     instrs.flatMap((x, i) => (i >= k.start && i <= k.end && re.test(x.op) ? [i] : []));
-  const qg = at(/^QGMMA/), dep = at(/^WARPGROUP\.DEPBAR/);
-  assert.equal(qg.length, 4);
-  assert.equal(dep.length, 1);
+  const qg = at(/^QGMMA/), dep = at(/^WARPGROUP\.DEPBAR/), waves = sm90Waves(c);
+  assert.equal(qg.length, 4 * waves);
+  assert.equal(dep.length, waves);
   if (sm90PingPong(c)) {
-    assert.deepEqual(inLoop.map((b) => `${b.kind} ${b.threads}`), ["sync 256", "arrive 256"]);
-    assert.ok(inLoop[0].index < qg[0], "the turn wait comes before the wgmmas");
-    assert.ok(qg[3] < inLoop[1].index && inLoop[1].index < dep[0], "the turn passes before the wgmma wait");
+    assert.deepEqual(
+      inLoop.map((b) => `${b.kind} ${b.threads}`),
+      Array(waves).fill(["sync 256", "arrive 256"]).flat(),
+    );
+    for (let w = 0; w < waves; w++) {
+      const [wait, pass] = [inLoop[2 * w].index, inLoop[2 * w + 1].index];
+      assert.ok(
+        wait < qg[4 * w] && (w === 0 || dep[w - 1] < wait),
+        `wave ${w}: the turn wait comes before its wgmmas`,
+      );
+      assert.ok(qg[4 * w + 3] < pass && pass < dep[w], `wave ${w}: the turn passes before the wgmma wait`);
+    }
   } else assert.deepEqual(inLoop, [], "no barrier in the k-loop");
   const tries = instrs.flatMap((x, i) => (/^SYNCS\.PHASECHK\..*TRYWAIT/.test(x.op) ? [i] : []));
-  assert.equal(tries.length, 4, "full wait + empty wait, each a fast try_wait and the watchdog loop's");
+  const fullWaits = sm90Overlap(c) ? 3 : 1; // with overlap also the waits before the two ahead issues
+  assert.equal(
+    tries.length,
+    2 * (fullWaits + 1),
+    "full waits + the empty wait, each a fast try_wait and the watchdog loop's",
+  );
   for (const i of tries) {
     assert.ok(/^BRA/.test(instrs[i + 1].op) && instrs[i + 1].pred !== "", "try_wait → branch (fast path)");
   }
@@ -423,7 +447,7 @@ for (const c of LADDER) {
       await t.step("SASS", () => {
         const need = ["QGMMA", "UTMALDG", "SYNCS"];
         if (c.epilogue === "tma") need.push("UTMASTG", "STSM");
-        if (c.step !== "a" && c.blockM === 128) need.push("USETMAXREG");
+        if (sm90Threads(c) === 384) need.push("USETMAXREG");
         if (sm90Cluster(c) > 1) need.push("UTMALDG.2D.MULTICAST", "UCGABAR_ARV");
         for (const op of need) {
           assert.ok((h.get(op) ?? 0) > 0, `${op} missing; SASS has ${[...h.keys()].join(" ")}`);
@@ -441,7 +465,10 @@ for (const c of LADDER) {
           assert.equal(waits(0), half ? 2 : 1, "a full drain only at chunk ends (else ptxas serialized)");
           return;
         }
-        assert.equal(h.get("QGMMA"), 4, "one k-block = 4 × wgmma k32, unrolled once");
+        // one k-block = 4 × wgmma k32 per wave, unrolled once; with overlap also the two ahead issues
+        // and wave 1 of the peeled first k-block
+        const w = sm90Waves(c), extra = sm90Overlap(c) ? 4 * (2 + w - 1) : 0;
+        assert.equal(h.get("QGMMA"), 4 * w + extra, "wgmma k32 count");
       });
     },
   );

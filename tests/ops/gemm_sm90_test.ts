@@ -38,6 +38,7 @@ const LADDER: Partial<Sm90Config>[] = [
   { step: "e", blockN: 112 }, // two scale blocks per tile, 32-byte store boxes
   { step: "g", blockN: 128 },
   { step: "g", blockN: 128, pingpong: false },
+  { step: "g", blockM: 256, blockN: 128 }, // two 64-row waves per math warpgroup
 ];
 const sm90 = (() => {
   try {
@@ -199,6 +200,8 @@ gpuTest(
           { step: "f", blockN: 112 },
           { step: "g", blockN: 128 },
           { step: "g", blockN: 192 },
+          { step: "g", blockM: 256, blockN: 128 },
+          { step: "g", blockM: 256, blockN: 112, epilogue: "direct" },
           undefined,
         ];
         for (const M of [3, 1024]) {
@@ -222,7 +225,7 @@ gpuTest(
 );
 
 gpuTest(
-  "gemm_sm90 block scales with 2-block tiles (blockN 96–192) and one math warpgroup (blockM 64)",
+  "gemm_sm90 block scales with 2-block tiles (blockN 96–192), one math warpgroup (blockM 64) and two waves (blockM 256)",
   async (t) => {
     if (!sm90) return;
     const seed = (Math.random() * 2 ** 32) >>> 0;
@@ -245,6 +248,8 @@ gpuTest(
           { step: "g", blockN: 160 },
           { step: "g", blockN: 96, pingpong: false },
           { step: "g", blockM: 64, blockN: 128 },
+          { step: "g", blockM: 256, blockN: 96 },
+          { step: "g", blockM: 256, blockN: 112, pingpong: false },
         ];
         for (const c of configs) {
           const plan = await prepareGemmSm90({ M, N, K }, { config: c });
@@ -285,6 +290,14 @@ gpuTest(
             [{ step: "c", blockN: 160 }, { step: "g", blockN: 160 }],
             [{ step: "c", blockN: 112, epilogue: "direct" }, { step: "g", blockN: 112, epilogue: "direct" }],
             [{ step: "c", blockM: 64, blockN: 128 }, { step: "g", blockM: 64, blockN: 128 }],
+            [{ step: "c", blockN: 128 }, { step: "g", blockM: 256, blockN: 128 }],
+            [{ step: "c", blockN: 96 }, { step: "g", blockM: 256, blockN: 96, pingpong: false }],
+            [{ step: "c", blockN: 112, epilogue: "direct" }, {
+              step: "g",
+              blockM: 256,
+              blockN: 112,
+              epilogue: "direct",
+            }],
           ] as Partial<Sm90Config>[][]
         ) {
           const [pr, pd] = await Promise.all([

@@ -36,7 +36,10 @@ const SMEM_BYTES_PER_CLK = 128;
  * from `bench/gemm_sm90.ts` numbers (per k-block clk = µs · 1830 / (waves · K/128)).
  */
 export const SM90_STEP_MODEL: Readonly<
-  Record<Sm90Step, { colClk: number; twoBlockClk: number; tileClk: number; oddWidthClk?: number }>
+  Record<
+    Sm90Step,
+    { colClk: number; twoBlockClk: number; tileClk: number; oddWidthClk?: number; twoWaveFactor?: number }
+  >
 > = {
   a: { colClk: 8.9, twoBlockClk: 0.3, tileClk: 5500 },
   b: { colClk: 6.9, twoBlockClk: 0.3, tileClk: 5500 },
@@ -54,7 +57,12 @@ export const SM90_STEP_MODEL: Readonly<
   // measured g tiles: 112-wide 7.3 clk/column/k-block (4096×2112×7168, 128.8 µs) against 6.2–6.3 for
   // 128 (4096×4096×7168) and 192 (4096×2112×7168, 112.5 µs) — the default picked 112 there, 1.14× the
   // tuned 192.
-  g: { colClk: 6.5, twoBlockClk: 0.3, tileClk: 1200, oddWidthClk: 1.1 },
+  // twoWaveFactor: compute time of a 256-row tile (two 64-row waves per math warpgroup) against two
+  // 128-row tiles. Session 4 (H200, same run): 256×128 took 1504–1642 clk/kb against 2 × 835–913 for
+  // 128×128 on the five M ≥ 1024 shapes it fits, 0.90–0.913 on each (ncu: 1264 SM clocks per 256-row
+  // k-block, tensor alone 1024, against 2 × 694). At 96 columns no gain: 4096×2112×7168 256×96 115.6 µs
+  // = 1260 clk/kb against g 128×192's 107.3 µs.
+  g: { colClk: 6.5, twoBlockClk: 0.3, tileClk: 1200, oddWidthClk: 1.1, twoWaveFactor: 0.91 },
 };
 
 /**
@@ -82,11 +90,13 @@ export function sm90ModelClocks(
   const waves = Math.ceil(tiles / sms); // one CTA per SM (smem); the last wave is partial either way
   const two = c.mode === "block" && 128 % c.blockN !== 0 ? m.twoBlockClk : 0;
   const odd = c.blockN % 32 !== 0 ? m.oddWidthClk ?? 0 : 0;
-  const compute = c.blockN * ((m.colClk + odd) * (c.blockM / 128) + two);
+  // the two-wave gain was measured at 128 columns; 256×96 ran at g's 128-row rate (1260 clk/kb, model 1248)
+  const rows = c.blockM / 128, waves2 = c.blockM === 256 && c.blockN === 128 ? m.twoWaveFactor ?? 1 : 1;
+  const compute = c.blockN * ((m.colClk + odd) * rows * waves2 + two);
   const l2 = (c.blockM * SM90_BLOCK_K + (c.blockN * SM90_BLOCK_K) / sm90Cluster(c)) / L2_BYTES_PER_CLK;
   // smem: each 64-row wgmma slice reads its A rows and all of B; TMA writes A + B once
   const smem = ((c.blockM / 64) * (64 + c.blockN) + c.blockM + c.blockN) * SM90_BLOCK_K / SMEM_BYTES_PER_CLK;
-  return waves * ((K / SM90_BLOCK_K) * Math.max(compute, l2, smem) + m.tileClk);
+  return waves * ((K / SM90_BLOCK_K) * Math.max(compute, l2, smem) + m.tileClk * Math.max(1, rows));
 }
 
 /** Steps the default heuristic chooses from (a is the teaching rung, never faster than b). */
@@ -124,13 +134,20 @@ export function sm90Candidates(
   mode: Sm90ScaleMode,
   steps: readonly Sm90Step[] = SM90_DEFAULT_STEPS,
 ): Sm90Config[] {
-  const blockM = M <= 64 ? 64 : 128;
+  const blockM: Sm90Config["blockM"] = M <= 64 ? 64 : 128;
   const out: Sm90Config[] = [];
   for (const step of steps) {
     if (sm90Cluster({ step } as Sm90Config) > 1 && Math.ceil(M / blockM) < 2) continue;
     const epilogue = step === "a" || step === "b" || N % 8 !== 0 ? "direct" : "tma";
-    for (const blockN of step === "a" || step === "b" ? [128] : sm90Widths(step, M)) {
-      const base = { step, mode, blockM, blockN, epilogue } as const;
+    const tiles: [Sm90Config["blockM"], number][] =
+      (step === "a" || step === "b" ? [128] : sm90Widths(step, M))
+        .map((n) => [blockM, n]);
+    // step g also runs 256-row tiles (two 64-row waves per math warpgroup) once M fills them, 128 wide:
+    // narrower ones measured no faster than 128-row tiles (4096×2112×7168: 256×96 115.6 µs, 256×128
+    // 131.8, 128×192 107.3; session 4)
+    if (step === "g" && M > 128) tiles.push([256, 128]);
+    for (const [bm, blockN] of tiles) {
+      const base = { step, mode, blockM: bm, blockN, epilogue } as const;
       const c: Sm90Config = { ...base, stages: sm90MaxStages(base) };
       if (c.stages >= 3 && sm90ConfigProblems(c).length === 0) out.push(c);
     }

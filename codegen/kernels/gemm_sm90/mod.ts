@@ -10,10 +10,13 @@
  * | e | c + deferred promotion (2 temp accumulators), per-warpgroup epilogue under queued MMAs | ~1350–1450 TFLOP/s |
  * | f | e + 2-CTA clusters with B multicast | ≈ e, +0–8 % on the K = 1536/2048 shapes |
  * | g | c + ping-pong issue order of the 2 math warpgroups, per-warpgroup epilogue, leaner k-block | ~1180–1330 TFLOP/s |
+ * | g 256 | g on 256×128 tiles: each math warpgroup runs two 64-row waves through one temp accumulator, the next tile's first wave issued before the epilogue | ~1300–1400 TFLOP/s |
  *
  * Measured on H200 (first run, TFLOP/s at 4096×4096×7168): a 860, b 1033, c 968 (128×160), d 949 —
  * every rung near 55 % tensor efficiency per k-block, which is what (e) attacks (see step_e.ts). Run 2: c
  * (128×128) 1120, e/f 5–8 % slower than c; the profile of c points at lock-stepped math warpgroups (step_g.ts).
+ * Run 3: g 1213. Session 4: g 256×128 1343–1354 (ncu: 1264 SM clocks per 256-row k-block against 2 × 694
+ * for g 128×128; the tensor core alone needs 1024), 1.02–1.09× cuBLASLt on the bench shapes (step_g.ts).
  *
  * @example
  * ```ts

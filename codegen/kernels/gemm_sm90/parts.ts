@@ -17,6 +17,7 @@ import {
   SM90_BLOCK_K,
   sm90Cluster,
   type Sm90Config,
+  sm90MathThreads,
   sm90Persistent,
   sm90SmemLayout,
   sm90StoreBox,
@@ -43,7 +44,7 @@ export function sm90Params(c: Sm90Config): ParamSpec[] {
 /** Declarations, helpers and compile-time constants (everything before the kernel signature). */
 export function prelude(c: Sm90Config): string {
   const L = sm90SmemLayout(c);
-  const mathThreads = (c.blockM / 64) * 128;
+  const mathThreads = sm90MathThreads(c);
   const box = sm90StoreBox(c.blockN);
   return `${TENSORMAP_DECL}
 ${SM90_HELPERS}
@@ -82,7 +83,7 @@ export function regSplit(c: Sm90Config, role: "dec" | "inc"): string {
  * `EMPTY(s)`, `STUCK`. Ends with a block-wide (or cluster-wide) barrier so every barrier is initialised before use.
  */
 export function entry(c: Sm90Config): string {
-  const emptyCount = (c.blockM / 16) * sm90Cluster(c); // one arrival per math warp, of every CTA sharing the stage
+  const emptyCount = (sm90MathThreads(c) / 32) * sm90Cluster(c); // one arrival per math warp, of every CTA sharing the stage
   const prefetch = [
     "tmA",
     "tmB",
@@ -185,10 +186,11 @@ export function mathTileSetup(c: Sm90Config): string {
 /**
  * One k-block's wgmma group of a math warpgroup into accumulator array `acc`: shared-memory descriptors
  * of stage `s`, register fences around the group, BK/32 async m64nNk32 wgmmas, one commit. The caller
- * waits for it (wgmma_wait) where its schedule wants to. Shared by steps c–g.
+ * waits for it (wgmma_wait) where its schedule wants to. `rows`: the first A row of the group's 64 in the
+ * tile. Shared by steps c–g.
  */
-export function wgmmaGroup(c: Sm90Config, acc: string): string {
-  return `const u64 da = desc_sw128(base + A_OFF + s * A_STAGE + wg * 64u * BK);
+export function wgmmaGroup(c: Sm90Config, acc: string, rows = "wg * 64u"): string {
+  return `const u64 da = desc_sw128(base + A_OFF + s * A_STAGE + (${rows}) * BK);
         const u64 db = desc_sw128(base + B_OFF + s * B_STAGE);
         #pragma unroll
         for (int j = 0; j < BN / 2; ++j) fence_reg(${acc}[j]);

@@ -139,39 +139,53 @@ export function deferredRelease(c: Sm90Config, p: number): string {
 }
 
 /**
- * Per-warpgroup TMA-store epilogue: each math warpgroup owns a 64-row half of the output tile in smem
- * (`D_OFF + wg·64·BN·2`), syncs only its own 128 threads (named barrier 2 + wg) and its first thread
- * issues that half's stores — so one warpgroup's epilogue never waits for the other, whose queued wgmmas
- * keep the tensor core busy meanwhile. The store's smem reads are awaited one tile later (same thread).
- * Variables: m0, n0, wg, warp, lane, fin, base, tmD, M, N.
+ * Per-warpgroup TMA-store epilogue: each math warpgroup owns `waves` 64-row slices of the output tile in
+ * smem (slice q = wg·waves + w at `D_OFF + q·64·BN·2`; wave w's values in `fin`, `fin1`), syncs only its
+ * own 128 threads (named barrier 2 + wg) and its first thread issues its slices' stores — so one
+ * warpgroup's epilogue never waits for the other, whose queued wgmmas keep the tensor core busy meanwhile.
+ * The store's smem reads are awaited one tile later (same thread).
+ * Variables: m0, n0, wg, warp, lane, fin (+ fin1 with two waves), base, tmD, M, N.
  */
-export function deferredTmaEpilogue(): string {
+export function deferredTmaEpilogue(waves: 1 | 2 = 1): string {
+  const slice = (w: number) => (waves === 1 ? "wg" : `(2u * wg + ${w}u)`);
+  const fins = waves === 1 ? ["fin"] : ["fin", "fin1"];
+  const stmatrix = fins.map((f, w) =>
+    `{
+          const u32 dwg = base + D_OFF + ${slice(w)} * (64u * (u32)BN * 2u);
+          #pragma unroll
+          for (int ip = 0; ip < BN / 16; ++ip) {
+            const u32 col = (u32)(2 * ip + (int)(mat >> 1)) * 8u;
+            const u32 box = col / STORE_COLS, chunk = (col % STORE_COLS) / 8u;
+            const u32 addr = dwg + box * 64u * SW + row * SW + ((chunk ^ ((row * SW >> 7) & SWMASK)) << 4);
+            stmatrix_x4(addr, pack_bf16x2(${f}[8 * ip + 0], ${f}[8 * ip + 1]), pack_bf16x2(${f}[8 * ip + 2], ${f}[8 * ip + 3]),
+                        pack_bf16x2(${f}[8 * ip + 4], ${f}[8 * ip + 5]), pack_bf16x2(${f}[8 * ip + 6], ${f}[8 * ip + 7]));
+          }
+        }`
+  ).join("\n        ");
+  const stores = fins.map((_, w) =>
+    `{
+            const int mw = m0 + (int)${slice(w)} * 64;
+            const u32 dwg = base + D_OFF + ${slice(w)} * (64u * (u32)BN * 2u);
+            if (mw < M) { // slices wholly past M (ragged last tiles, step f's dummy tiles) are not stored
+              #pragma unroll
+              for (int b = 0; b < BN / STORE_COLS; ++b) {
+                if (n0 + b * STORE_COLS < N) tma_store_2d(&tmD, n0 + b * STORE_COLS, mw, dwg + (u32)b * 64u * SW);
+              }
+            }
+          }`
+  ).join("\n          ");
   return `{
         const bool leader = (threadIdx.x & 127u) == 0u;
         if (leader) tma_store_wait_read();
         named_bar_sync(2u + wg, 128u);
         constexpr u32 SW = STORE_SWIZZLE, SWMASK = SW / 16 - 1;
         const u32 mat = lane >> 3;
-        const u32 row = (warp & 3u) * 16u + (lane & 7u) + ((mat & 1u) << 3); // row inside the warpgroup's 64
-        const u32 dwg = base + D_OFF + wg * (64u * (u32)BN * 2u);
-        #pragma unroll
-        for (int ip = 0; ip < BN / 16; ++ip) {
-          const u32 col = (u32)(2 * ip + (int)(mat >> 1)) * 8u;
-          const u32 box = col / STORE_COLS, chunk = (col % STORE_COLS) / 8u;
-          const u32 addr = dwg + box * 64u * SW + row * SW + ((chunk ^ ((row * SW >> 7) & SWMASK)) << 4);
-          stmatrix_x4(addr, pack_bf16x2(fin[8 * ip + 0], fin[8 * ip + 1]), pack_bf16x2(fin[8 * ip + 2], fin[8 * ip + 3]),
-                      pack_bf16x2(fin[8 * ip + 4], fin[8 * ip + 5]), pack_bf16x2(fin[8 * ip + 6], fin[8 * ip + 7]));
-        }
+        const u32 row = (warp & 3u) * 16u + (lane & 7u) + ((mat & 1u) << 3); // row inside the 64-row slice
+        ${stmatrix}
         fence_async_shared();
         named_bar_sync(2u + wg, 128u);
         if (leader) {
-          const int mw = m0 + (int)wg * 64;
-          if (mw < M) { // halves wholly past M (ragged last tiles, step f's dummy tiles) are not stored
-            #pragma unroll
-            for (int b = 0; b < BN / STORE_COLS; ++b) {
-              if (n0 + b * STORE_COLS < N) tma_store_2d(&tmD, n0 + b * STORE_COLS, mw, dwg + (u32)b * 64u * SW);
-            }
-          }
+          ${stores}
           tma_store_commit();
         }
       }`;

@@ -37,6 +37,19 @@
  *    index broadcast with `__shfl_sync` so ptxas keeps the wgmma descriptors in uniform registers (no
  *    R2UR per wgmma), a running B-scale pointer, the A-scale reads and scale products placed after the
  *    wgmma issue (in c the last wgmma waited for those loads).
+ * 4. (session 4) 256-row tiles (`blockM: 256`, DeepGEMM PR #81's accumulator reuse): each math warpgroup
+ *    owns 128 rows and runs them as two 64-row waves per k-block through the one temp accumulator (wave 1's
+ *    wgmmas overwrite it after wave 0's promotion; registers: 2 × 64 promoted + 64 temp). Per 256×128
+ *    k-block the CTA loads A 32 KB + B 16 KB once instead of two 128-row tiles' 2 × 32 KB, so shared
+ *    memory moves 145 KB per 1024 tensor cycles (wgmma operands 96 KB + TMA 49 KB) against 2 × 80.5 KB.
+ *    Measured (H200, ncu at 4096×4096×7168): 1264 SM clocks per 256-row k-block against 2 × 694 (−9 %);
+ *    bench 1343–1354 TFLOP/s against 1176–1179 for 128×128. Ping-pong stays on (without: 6–9 % slower).
+ *    Only 3 stages fit next to the 64 KB output tile; narrower 256-row tiles (96, 112) measured no
+ *    faster than 128-row ones, so the heuristic offers 256×128 only.
+ * 5. (session 4) `overlap` (default on for 256-row tiles): wave 0 of the next tile's first k-block is
+ *    issued before this tile's epilogue, so the tensor core works through it while the warpgroup
+ *    converts and stores (the first k-block of each tile is peeled; past the last tile a dummy group keeps
+ *    the issue unconditional). Measured +0.4–3 % on 256-row tiles (most at K = 1536), −6 % on 128×192.
  * Kept: the mbarrier wait's fast path is one `try_wait` + branch (the watchdog's timer reads sit only on
  * the slow path, after a failed try_wait: checked in the SASS by the compile tier); the producer is c's.
  *
@@ -58,9 +71,11 @@ import {
   assertSm90Config,
   type Sm90Config,
   sm90ConfigName,
+  sm90Overlap,
   sm90PingPong,
   sm90SmemLayout,
   sm90Threads,
+  sm90Waves,
 } from "./config.ts";
 import {
   directEpilogue,
@@ -92,48 +107,113 @@ __device__ __forceinline__ void named_bar_arrive(u32 id, u32 threads) {
 
 /**
  * One k-block of a math warpgroup in step g. Variables: s and ph (the ring stage and its phase,
- * carried by the caller), wg (warp-uniform), r0, lane, acc, fin (+ in block mode sbL, sbH: running
- * pointers to this k-block's B-scales, and split), base, sm. With ping-pong: waits for its turn before
- * the wgmmas, passes it right after the commit.
+ * carried by the caller), wg (warp-uniform), r0, lane, acc, fin (+ fin1 with two waves; in block mode
+ * sbL, sbH: running pointers to this k-block's B-scales, and split), base, sm. With ping-pong: waits for
+ * its turn before each wave's wgmmas, passes it right after the commit. With 256-row tiles the
+ * warpgroup runs its two 64-row waves one after the other through the one temp accumulator `acc`: wave
+ * 1's wgmmas overwrite it once wave 0's promotion has read it (the register fences in the wgmma group
+ * order the two), and the stage is released after wave 1, its last reader.
  */
-export function leanKBlock(c: Sm90Config): string {
+export function leanKBlock(c: Sm90Config, ahead = false): string {
   const block = c.mode === "block";
   const two = block && 128 % c.blockN !== 0;
-  const pp = sm90PingPong(c);
-  const promote = block
-    ? `#pragma unroll
+  const waves = sm90Waves(c);
+  const promote = (fin: string, x: string) =>
+    block
+      ? `#pragma unroll
         for (int i = 0; i < BN / 8; ++i) {
           ${two ? "const bool lo = 8 * i < split;" : ""}
-          const float sr0 = ${two ? "lo ? s00 : s01" : "s00"}, sr1 = ${two ? "lo ? s10 : s11" : "s10"};
-          fin[4 * i + 0] += sr0 * acc[4 * i + 0];
-          fin[4 * i + 1] += sr0 * acc[4 * i + 1];
-          fin[4 * i + 2] += sr1 * acc[4 * i + 2];
-          fin[4 * i + 3] += sr1 * acc[4 * i + 3];
+          const float sr0 = ${two ? `lo ? s0${x} : h0${x}` : `s0${x}`}, sr1 = ${
+        two ? `lo ? s1${x} : h1${x}` : `s1${x}`
+      };
+          ${fin}[4 * i + 0] += sr0 * acc[4 * i + 0];
+          ${fin}[4 * i + 1] += sr0 * acc[4 * i + 1];
+          ${fin}[4 * i + 2] += sr1 * acc[4 * i + 2];
+          ${fin}[4 * i + 3] += sr1 * acc[4 * i + 3];
         }`
-    : `#pragma unroll
-        for (int j = 0; j < BN / 2; ++j) fin[j] += acc[j];`;
+      : `#pragma unroll
+        for (int j = 0; j < BN / 2; ++j) ${fin}[j] += acc[j];`;
+  // the rest of one wave after its issue: its A-scales (read before the stage is released), wgmma wait,
+  // [release], promotion into `fin`
+  const finish = (w: number, fin: string, release: boolean) => {
+    const x = waves === 1 ? "0" : `${w}`; // scale-product suffix (wave 0 keeps g's names: s00, s10, …)
+    const r = w === 0 ? "r0" : `r0 + ${64 * w}u`;
+    const scales = block
+      ? `const float a0${x} = sas[${r}], a1${x} = sas[${r} + 8];
+        const float s0${x} = a0${x} * bLo, s1${x} = a1${x} * bLo;
+        ${two ? `const float h0${x} = a0${x} * bHi, h1${x} = a1${x} * bHi;` : ""}`
+      : "";
+    return `${scales}
+        wgmma_wait0();
+        ${release ? "if (lane == 0) mbar_arrive(EMPTY(s));" : ""}
+        ${promote(fin, x)}`;
+  };
+  const wave0 = `${
+    ahead ? "// wave 0's wgmmas were issued before the previous tile's epilogue" : waveIssue(c, 0)
+  }
+        ${finish(0, "fin", waves === 1)}`;
+  const body = waves === 1 ? wave0 : `{ // wave 0: rows 0–63 of this warpgroup's 128
+        ${wave0}
+        }
+        { // wave 1: rows 64–127, through the same temp accumulator
+        ${waveIssue(c, 1)}
+        ${finish(1, "fin1", true)}
+        }`;
   return `{
         ${block ? `const float bLo = __ldg(sbL++)${two ? ", bHi = __ldg(sbH++)" : ""};` : ""}
-        mbar_wait(FULL(s), ph, STUCK);
-        ${
-    pp ? "named_bar_sync(TURN + wg, 256u); // my turn: the other warpgroup's group is queued ahead" : ""
-  }
-        ${wgmmaGroup(c, "acc")}
-        ${pp ? "named_bar_arrive(TURN + (wg ^ 1u), 256u); // the other warpgroup may issue behind mine" : ""}
-        ${
-    block
-      ? `const float* sas = (const float*)(sm + SA_OFF + s * SA_STAGE); // read before the stage is released
-        const float a0 = sas[r0], a1 = sas[r0 + 8];
-        const float s00 = a0 * bLo, s10 = a1 * bLo;
-        ${two ? "const float s01 = a0 * bHi, s11 = a1 * bHi;" : ""}`
-      : ""
-  }
-        wgmma_wait0();
-        if (lane == 0) mbar_arrive(EMPTY(s));
-        ${promote}
+        ${ahead ? "" : "mbar_wait(FULL(s), ph, STUCK);"}
+        ${block ? "const float* sas = (const float*)(sm + SA_OFF + s * SA_STAGE);" : ""}
+        ${body}
         if (++s == STAGES) {
           s = 0;
           ph ^= 1u;
+        }
+      }`;
+}
+
+/**
+ * The issue of wave w of a k-block in stage s: [turn wait], 4 wgmmas over the wave's 64 A rows into
+ * `acc`, commit, [turn pass]. Variables: s, wg, base, acc.
+ */
+export function waveIssue(c: Sm90Config, w: number): string {
+  const pp = sm90PingPong(c);
+  const rows = sm90Waves(c) === 1 ? "wg * 64u" : w === 0 ? "wg * 128u" : `wg * 128u + ${64 * w}u`;
+  return `${
+    pp ? "named_bar_sync(TURN + wg, 256u); // my turn: the other warpgroup's group is queued ahead" : ""
+  }
+        ${wgmmaGroup(c, "acc", rows)}
+        ${
+    pp ? "named_bar_arrive(TURN + (wg ^ 1u), 256u); // the other warpgroup may issue behind mine" : ""
+  }`;
+}
+
+/**
+ * With `overlap`: issue wave 0 of the first k-block of tile `next` (stage s) ahead — before the
+ * epilogue of the tile just finished, so the tensor core works through it while the warpgroup converts
+ * and stores. Past the last tile the same wgmmas run as a dummy over the stage's stale contents (no TMA
+ * writes are pending then; the result is never read): the issue stays unconditional, since ptxas
+ * serializes wgmmas it finds on a conditional path. Variables: s, ph, wg, base, acc, numTiles.
+ */
+function issueAhead(c: Sm90Config, next: string): string {
+  return `{
+        if (${next} < numTiles) mbar_wait(FULL(s), ph, STUCK);
+        ${waveIssue(c, 0)}
+      }`;
+}
+
+/**
+ * The epilogue code before the store (non-block scales, the watchdog's poison) for every wave: wave 1
+ * runs the same text over `fin1` and rows r0 + 64 through a reference alias.
+ */
+function perWave(c: Sm90Config, code: string): string {
+  if (sm90Waves(c) === 1 || code.trim() === "") return code;
+  return `${code}
+      {
+        const u32 r0w1 = r0 + 64u;
+        {
+          const u32 r0 = r0w1; // wave 1's rows
+          float(&fin)[BN / 2] = fin1;
+          ${code}
         }
       }`;
 }
@@ -146,7 +226,9 @@ export function gemmSm90StepG(c: Sm90Config): KernelSource {
   const params = sm90Params(c);
   const sig = renderSignature({ entry: name, params }, { launchBounds: launchBounds(c) });
   const pp = sm90PingPong(c);
-  const epilogue = c.epilogue === "tma" ? deferredTmaEpilogue() : directEpilogue();
+  const ov = sm90Overlap(c);
+  const waves = sm90Waves(c);
+  const epilogue = c.epilogue === "tma" ? deferredTmaEpilogue(waves) : perWave(c, directEpilogue());
   const source = `${prelude(c)}
 ${SM90_G_HELPERS}
 enum : u32 { TURN = ${SM90_G_TURN_BARRIER} }; // named barriers TURN + w: warpgroup w may issue its wgmmas
@@ -161,25 +243,48 @@ ${entry(c)}
     ${regSplit(c, "inc")}
     // warp-uniform to the compiler (a shuffle from lane 0), so descriptor math stays in uniform registers
     const u32 wg = __shfl_sync(0xffffffffu, threadIdx.x / 128u, 0);
-    const u32 r0 = wg * 64u + (warp & 3u) * 16u + lane / 4u;
+    const u32 r0 = wg * ${64 * waves}u + (warp & 3u) * 16u + lane / 4u; // wave 0's row${
+    waves > 1 ? "; wave 1: r0 + 64" : ""
+  }
     float acc[BN / 2];
     u32 s = 0, ph = 0; // ring stage and phase of the next k-block, carried across tiles
     ${pp ? "if (wg == 1u) named_bar_arrive(TURN + 0u, 256u); // warpgroup 0 issues first" : ""}
+    ${ov ? issueAhead(c, "tileStart") : ""}
     for (int t = tileStart; t < numTiles; t += tileStep) {
       int mb, nb;
       TILE_OF(t, mb, nb);
       const int m0 = mb * BM, n0 = nb * BN;
       ${mathTileSetup(c)}
       ${
+    waves > 1
+      ? `float fin1[BN / 2];
+      #pragma unroll
+      for (int j = 0; j < BN / 2; ++j) fin1[j] = 0.f;`
+      : ""
+  }
+      ${
     c.mode === "block"
       ? `const float* sbL = sbLo;${128 % c.blockN !== 0 ? " const float* sbH = sbHi;" : ""}`
       : ""
   }
-      for (int kb = 0; kb < nK; ++kb) {
+      ${
+    ov
+      ? `${leanKBlock(c, true)}
+      for (int kb = 1; kb < nK; ++kb) {
         ${leanKBlock(c)}
       }
-      ${epilogueScale(c)}
-      ${watchdogPoison()}
+      ${issueAhead(c, "t + tileStep")}`
+      : `for (int kb = 0; kb < nK; ++kb) {
+        ${leanKBlock(c)}
+      }`
+  }
+      ${
+    perWave(
+      c,
+      `${epilogueScale(c)}
+      ${watchdogPoison()}`,
+    )
+  }
       ${epilogue}
     }
     ${
@@ -187,6 +292,7 @@ ${entry(c)}
       ? "if (wg == 0u) named_bar_sync(TURN + 0u, 256u); // take warpgroup 1's last turn: no arrival left over"
       : ""
   }
+    ${ov ? "wgmma_wait0(); // the dummy group issued past the last tile" : ""}
     ${c.epilogue === "tma" ? "if ((threadIdx.x & 127u) == 0u) tma_store_wait_all();" : ""}
   }
 }
