@@ -74,6 +74,8 @@ function rungs(
       const g = chooseSm90Config(M, N, K, "block", device, ["g"]);
       return { label: "g ov±", config: { ...g, overlap: !sm90Overlap(g) } };
     })(),
+    // g with 2-CTA clusters along N sharing the A tile by multicast
+    { label: "g mc", config: { ...chooseSm90Config(M, N, K, "block", device, ["g"]), multicast: true } },
   ];
 }
 
@@ -98,6 +100,9 @@ const SANITIZE: Partial<Sm90Config>[] = [
   { step: "g", blockM: 256, blockN: 112 },
   { step: "g", blockM: 256, blockN: 128, overlap: false },
   { step: "g", blockN: 160, pingpong: false, overlap: true },
+  { step: "g", blockM: 256, blockN: 128, multicast: true },
+  { step: "g", blockM: 256, blockN: 96, multicast: true },
+  { step: "g", blockN: 128, multicast: true },
 ];
 
 /** Host copy of one operand set, for the sampled-row reference. */
@@ -169,7 +174,7 @@ function validate(
 const label = (c: Sm90Config) => {
   const reg = c.epilogue === "direct" && sm90Persistent(c) ? " reg" : "";
   const pp = c.pingpong === false ? " nopp" : "";
-  const ov = c.overlap === undefined ? "" : c.overlap ? " ov" : " noov";
+  const ov = (c.overlap === undefined ? "" : c.overlap ? " ov" : " noov") + (c.multicast ? " mc" : "");
   return `${c.step} ${c.blockM}x${c.blockN} s${c.stages}${reg}${c.chunk ? ` u${c.chunk}` : ""}${pp}${ov}`;
 };
 

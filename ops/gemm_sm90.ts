@@ -30,13 +30,13 @@ import {
   assertSm90Config,
   gemmSm90Kernel,
   SM90_BLOCK_K,
-  sm90Cluster,
   type Sm90Config,
   sm90ConfigProblems,
   sm90Deferred,
   sm90MaxStages,
   sm90Persistent,
   type Sm90ScaleMode,
+  sm90SharedOperand,
   sm90StoreBox,
   sm90StoreRows,
 } from "../codegen/kernels/gemm_sm90/mod.ts";
@@ -71,6 +71,11 @@ export interface GemmSm90Options {
   config?: Partial<Sm90Config>;
   /** Use the autotuner's cached choice when one exists (default true; ignored when `config` is given). */
   tuned?: boolean;
+  /**
+   * Persistent steps: N tiles (N-tile pairs with clusters along N) per group of the tile order, instead of
+   * {@linkcode sm90TileGroup}'s choice for the L2 footprint of one wave.
+   */
+  group?: number;
   device?: Device;
 }
 
@@ -101,6 +106,7 @@ export function resolveSm90Config(
     delete c.pingpong; // so is step g's ping-pong switch
   }
   if (c.step !== "g" || (over?.overlap === undefined && stepChanged)) delete c.overlap; // and its overlap
+  if (c.step !== "g" || (over?.multicast === undefined && stepChanged)) delete c.multicast; // and multicast
   if (c.blockM === 256 && over?.blockM === undefined && sm90ConfigProblems(c).length > 0) {
     c.blockM = 128; // the default's 256-row tile belongs to step g at ≤ 128 columns: other asks get 128 rows
   }
@@ -192,6 +198,9 @@ export async function prepareGemmSm90(
   opts: GemmSm90Options = {},
 ): Promise<GemmSm90Plan> {
   checkShape(shape);
+  if (opts.group !== undefined && !(Number.isInteger(opts.group) && opts.group >= 1)) {
+    throw new ArgumentError("group", "an integer ≥ 1 (N tiles per group of the tile order)", `${opts.group}`);
+  }
   const { M, N, K } = shape;
   const device = opts.device ?? Device.get();
   if (device.info.cc !== 90) {
@@ -211,7 +220,9 @@ export async function prepareGemmSm90(
   const kernel = await jit(gemmSm90Kernel(config), { device });
   const maps = new MapCache();
   const kb = K / SM90_BLOCK_K, nbScale = Math.ceil(N / 128);
-  const bBox = [SM90_BLOCK_K, config.blockN / sm90Cluster(config)];
+  const shared = sm90SharedOperand(config); // the operand a 2-CTA cluster splits and multicasts
+  const aBox = [SM90_BLOCK_K, config.blockM / (shared === "a" ? 2 : 1)];
+  const bBox = [SM90_BLOCK_K, config.blockN / (shared === "b" ? 2 : 1)];
   const store = sm90StoreBox(config.blockN);
   const swz: Swizzle = store.swizzleBytes === 128 ? "128B" : store.swizzleBytes === 64 ? "64B" : "32B";
   const args: (Uint8Array | Tensor | number)[] = [];
@@ -254,7 +265,7 @@ export async function prepareGemmSm90(
       checkMat(bScale, "bScale", "f32", [N], false);
     }
     args.length = 0;
-    args.push(maps.get("A", "fp8e4m3", a.ptr, [K, rowsA], [K], [SM90_BLOCK_K, config.blockM], "128B"));
+    args.push(maps.get("A", "fp8e4m3", a.ptr, [K, rowsA], [K], aBox, "128B"));
     args.push(maps.get("B", "fp8e4m3", b.ptr, [K, N], [K], bBox, "128B"));
     if (mode === "block") {
       args.push(
@@ -266,7 +277,7 @@ export async function prepareGemmSm90(
     } else args.push(out);
     if (mode !== "block") args.push(aScale);
     args.push(bScale, m, N, K);
-    if (sm90Persistent(config)) args.push(sm90TileGroup(config, m, N, sms));
+    if (sm90Persistent(config)) args.push(opts.group ?? sm90TileGroup(config, m, N, sms));
     kernel.launch(sm90Grid(config, m, N, sms), args, { stream: o?.stream });
   };
   return { config, kernel, N, K, run };

@@ -9,13 +9,16 @@ import assert from "node:assert/strict";
 import {
   gemmSm90Kernel,
   SM90_STEP_MODEL,
+  sm90Cluster,
   type Sm90Config,
   sm90ConfigName,
   sm90ConfigProblems,
+  sm90Grid,
   sm90MathThreads,
   sm90MaxStages,
   sm90Overlap,
   sm90PingPong,
+  sm90SharedOperand,
   sm90StoreRows,
   sm90Threads,
   sm90Waves,
@@ -75,6 +78,27 @@ Deno.test("gemm_sm90 g config: pingpong belongs to g, names, per-warpgroup store
   assert.match(sm90ConfigName(G({ overlap: true })), /_ov$/);
   assert.match(sm90ConfigProblems(G({ step: "c", overlap: true })).join(), /overlap is a setting of step g/);
   assert.match(sm90ConfigProblems(G({ overlap: "yes" as never })).join(), /overlap must be true or false/);
+  // multicast: 2-CTA clusters along N sharing A (step g only, ≥ 128 rows)
+  const mc = { ...big, multicast: true };
+  assert.deepEqual(sm90ConfigProblems(mc), []);
+  assert.equal(sm90Cluster(mc), 2);
+  assert.equal(sm90SharedOperand(mc), "a");
+  assert.equal(sm90SharedOperand(G({ step: "d" })), "b");
+  assert.equal(sm90SharedOperand(big), undefined);
+  assert.match(sm90ConfigName(mc), /_mc$/);
+  assert.match(
+    sm90ConfigProblems(G({ step: "d", multicast: true })).join(),
+    /multicast is a setting of step g/,
+  );
+  assert.match(sm90ConfigProblems(G({ blockM: 64, multicast: true })).join(), /blockM must be ≥ 128/);
+  // the grid pairs N tiles (17 N tiles → 9 pairs, the last with a dummy partner) and stays even
+  assert.deepEqual(sm90Grid(mc, 256, 2112), [18, 1, 1]);
+  assert.deepEqual(sm90Grid(mc, 4096, 4096), [132, 1, 1]);
+  const src = gemmSm90Kernel(mc).source;
+  assert.ok(src.includes("tma_load_2d_multicast(base + A_OFF"), "A halves are multicast");
+  assert.ok(src.includes("mbar_arrive_cluster(EMPTY(s), 1)"), "stages are released on both CTAs");
+  assert.ok(src.includes("min(n0, N - 1) / 128"), "a dummy N tile reads an existing scale row");
+  assert.equal(gemmSm90Kernel(mc).cluster?.[0], 2);
   assert.equal(sm90Waves(G()), 1);
   assert.equal(sm90MathThreads(G()), 256);
   assert.equal(sm90MathThreads(G({ blockM: 64 })), 128);

@@ -79,6 +79,8 @@ export const LADDER: Sm90Config[] = [
   C({ step: "g", blockM: 256, stages: 3 }),
   C({ step: "g", blockM: 256, stages: 3, overlap: false }),
   C({ step: "g", blockN: 160, pingpong: false, overlap: true }),
+  C({ step: "g", blockM: 256, stages: 3, multicast: true }),
+  C({ step: "g", blockM: 256, blockN: 112, stages: 4, mode: "tensor", epilogue: "direct", multicast: true }),
   C({ step: "g", blockM: 256, blockN: 96, stages: 3, pingpong: false, mode: "tensor" }),
   C({ step: "g", blockM: 256, blockN: 112, stages: 4, mode: "channel", epilogue: "direct" }),
 ];
@@ -137,7 +139,7 @@ Deno.test("gemm_sm90 codegen: deterministic, named by variant, signature from th
     assert.ok(a.source.includes(`${a.entry}(${renderParams(a.params)})`), "signature rendered from params");
     assert.ok(!a.source.includes("#include"), "no headers");
     assert.equal(a.archSpecific, true);
-    assert.deepEqual(a.cluster, c.step === "d" || c.step === "f" ? [2, 1, 1] : undefined);
+    assert.deepEqual(a.cluster, sm90Cluster(c) > 1 ? [2, 1, 1] : undefined);
     names.add(a.name);
   }
   assert.equal(names.size, LADDER.length);
@@ -347,7 +349,8 @@ Deno.test("gemm_sm90 heuristic: valid configs for the benchmark shapes, sane gri
 /** The named barriers steps c and g may execute, as "sync|arrive threads" → instructions ("all": CTA-wide). */
 function expectedBarriers(c: Sm90Config): Map<string, number> | undefined {
   if (c.step !== "c" && c.step !== "g") return undefined;
-  const e = new Map<string, number>([["sync all", 1]]); // the entry __syncthreads after the barrier inits
+  // the entry __syncthreads after the barrier inits (a cluster barrier with clusters, and one before exit)
+  const e = new Map<string, number>([["sync all", sm90Cluster(c) > 1 ? 2 : 1]]);
   const add = (k: string, n: number) => e.set(k, (e.get(k) ?? 0) + n);
   // TMA-store epilogue: before the stmatrix and before the store; c over both math warpgroups, g per warpgroup
   if (c.epilogue === "tma") add(`sync ${c.step === "c" ? (c.blockM / 64) * 128 : 128}`, 2);

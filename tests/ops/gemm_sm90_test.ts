@@ -202,6 +202,7 @@ gpuTest(
           { step: "g", blockN: 192 },
           { step: "g", blockM: 256, blockN: 128 },
           { step: "g", blockM: 256, blockN: 112, epilogue: "direct" },
+          { step: "g", blockM: 256, blockN: 128, multicast: true },
           undefined,
         ];
         for (const M of [3, 1024]) {
@@ -250,6 +251,9 @@ gpuTest(
           { step: "g", blockM: 64, blockN: 128 },
           { step: "g", blockM: 256, blockN: 96 },
           { step: "g", blockM: 256, blockN: 112, pingpong: false },
+          { step: "g", blockM: 256, blockN: 128, multicast: true }, // 17 N tiles: a dummy partner
+          { step: "g", blockM: 256, blockN: 96, multicast: true },
+          { step: "g", blockM: 128, blockN: 128, multicast: true },
         ];
         for (const c of configs) {
           const plan = await prepareGemmSm90({ M, N, K }, { config: c });
@@ -291,6 +295,7 @@ gpuTest(
             [{ step: "c", blockN: 112, epilogue: "direct" }, { step: "g", blockN: 112, epilogue: "direct" }],
             [{ step: "c", blockM: 64, blockN: 128 }, { step: "g", blockM: 64, blockN: 128 }],
             [{ step: "c", blockN: 128 }, { step: "g", blockM: 256, blockN: 128 }],
+            [{ step: "c", blockN: 128 }, { step: "g", blockM: 256, blockN: 128, multicast: true }],
             [{ step: "c", blockN: 96 }, { step: "g", blockM: 256, blockN: 96, pingpong: false }],
             [{ step: "c", blockN: 112, epilogue: "direct" }, {
               step: "g",
@@ -385,6 +390,10 @@ Deno.test("gemm_sm90 prepare refuses bad shapes before touching a device", async
   await assert.rejects(
     () => prepareGemmSm90({ M: 4, N: 1.5, K: 128 }),
     (e: unknown) => e instanceof ArgumentError && e.argument === "N",
+  );
+  await assert.rejects(
+    () => prepareGemmSm90({ M: 4, N: 256, K: 128 }, { group: 0 }),
+    (e: unknown) => e instanceof ArgumentError && e.argument === "group",
   );
 });
 

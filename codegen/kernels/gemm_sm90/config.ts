@@ -58,6 +58,12 @@ export interface Sm90Config {
    * faster), off for 128-row ones (128×192 without ping-pong measured 6 % slower with it).
    */
   overlap?: boolean;
+  /**
+   * Step g only: 2-CTA clusters along N — the two CTAs of a cluster take the same M tile and adjacent N
+   * tiles, and each loads half of the A tile and multicasts it to both, so A leaves L2 once per pair
+   * (per 256×128 k-block 32 KB of L2 reads per CTA instead of 48 KB). Default false.
+   */
+  multicast?: boolean;
 }
 
 /** Default k-blocks per drained chunk of the deferred steps (e, f). */
@@ -127,7 +133,16 @@ export function sm90Threads(c: Sm90Config): number {
 
 /** Cluster size: steps d and f pair CTAs along M and multicast the shared B tile. */
 export function sm90Cluster(c: Sm90Config): 1 | 2 {
-  return c.step === "d" || c.step === "f" ? 2 : 1;
+  return c.step === "d" || c.step === "f" || (c.step === "g" && c.multicast === true) ? 2 : 1;
+}
+
+/**
+ * Which operand the two CTAs of a cluster share (and multicast): "b" for steps d/f (pairs along M, the
+ * same N tile), "a" for step g with `multicast` (pairs along N, the same M tile); undefined without clusters.
+ */
+export function sm90SharedOperand(c: Sm90Config): "a" | "b" | undefined {
+  if (sm90Cluster(c) === 1) return undefined;
+  return c.step === "g" ? "a" : "b";
 }
 
 /** Persistent steps (grid ≤ SMs, tile loop inside the kernel, `group` argument). */
@@ -224,6 +239,15 @@ export function sm90ConfigProblems(c: Sm90Config): string[] {
     if (c.step !== "g") p.push(`overlap is a setting of step g (step ${c.step})`);
     else if (typeof c.overlap !== "boolean") p.push(`overlap must be true or false (got ${c.overlap})`);
   }
+  if (c.multicast !== undefined) {
+    if (c.step !== "g") {
+      p.push(`multicast is a setting of step g (steps d and f always pair CTAs; step ${c.step})`);
+    } else if (typeof c.multicast !== "boolean") {
+      p.push(`multicast must be true or false (got ${c.multicast})`);
+    } else if (c.multicast && c.blockM < 128) {
+      p.push(`multicast splits the A tile in two: blockM must be ≥ 128`);
+    }
+  }
   if (c.epilogue !== "direct" && c.epilogue !== "tma") {
     p.push(`epilogue must be direct or tma (got ${c.epilogue})`);
   }
@@ -255,7 +279,8 @@ export function sm90ConfigName(c: Sm90Config): string {
     : c.overlap
     ? "_ov"
     : "_noov"; // only a non-default overlap is named
-  return `gemm_sm90${c.step}_fp8e4m3_bf16_${c.mode}_${c.blockM}x${c.blockN}x${SM90_BLOCK_K}_s${c.stages}_${c.epilogue}${u}${pp}${ov}`;
+  const mc = c.step === "g" && c.multicast ? "_mc" : "";
+  return `gemm_sm90${c.step}_fp8e4m3_bf16_${c.mode}_${c.blockM}x${c.blockN}x${SM90_BLOCK_K}_s${c.stages}_${c.epilogue}${u}${pp}${ov}${mc}`;
 }
 
 /** The chunk length a deferred config runs with. */

@@ -14,6 +14,7 @@ import {
   sm90MaxStages,
   sm90Persistent,
   type Sm90ScaleMode,
+  sm90SharedOperand,
   type Sm90Step,
 } from "./config.ts";
 
@@ -93,7 +94,9 @@ export function sm90ModelClocks(
   // the two-wave gain was measured at 128 columns; 256×96 ran at g's 128-row rate (1260 clk/kb, model 1248)
   const rows = c.blockM / 128, waves2 = c.blockM === 256 && c.blockN === 128 ? m.twoWaveFactor ?? 1 : 1;
   const compute = c.blockN * ((m.colClk + odd) * rows * waves2 + two);
-  const l2 = (c.blockM * SM90_BLOCK_K + (c.blockN * SM90_BLOCK_K) / sm90Cluster(c)) / L2_BYTES_PER_CLK;
+  const shared = sm90SharedOperand(c);
+  const l2 = (c.blockM * SM90_BLOCK_K / (shared === "a" ? 2 : 1) +
+    (c.blockN * SM90_BLOCK_K) / (shared === "b" ? 2 : 1)) / L2_BYTES_PER_CLK;
   // smem: each 64-row wgmma slice reads its A rows and all of B; TMA writes A + B once
   const smem = ((c.blockM / 64) * (64 + c.blockN) + c.blockM + c.blockN) * SM90_BLOCK_K / SMEM_BYTES_PER_CLK;
   return waves * ((K / SM90_BLOCK_K) * Math.max(compute, l2, smem) + m.tileClk * Math.max(1, rows));
@@ -201,11 +204,13 @@ export function chooseSm90Config(
  * ```
  */
 export function sm90TileGroup(c: Sm90Config, M: number, N: number, sms = SM90_DEFAULT_SMS): number {
-  const numN = Math.ceil(N / c.blockN);
-  const rowsPerCta = c.blockM * sm90Cluster(c);
+  // the walk's N unit: one tile, or a pair of tiles when step g's clusters pair CTAs along N
+  const nUnit = sm90SharedOperand(c) === "a" ? 2 : 1;
+  const numN = Math.ceil(Math.ceil(N / c.blockN) / nUnit);
+  const rowsPerCta = c.blockM * (sm90SharedOperand(c) === "b" ? 2 : 1);
   let best = 1, bestCost = Infinity;
   for (let g = 1; g <= Math.min(16, numN); g++) {
-    const cost = g * c.blockN + Math.ceil(sms / (g * sm90Cluster(c))) * rowsPerCta;
+    const cost = g * c.blockN * nUnit + Math.ceil(sms / (g * sm90Cluster(c))) * rowsPerCta;
     if (cost < bestCost) [best, bestCost] = [g, cost];
   }
   void M;
@@ -228,6 +233,6 @@ export function sm90Grid(
   const numM = Math.ceil(M / c.blockM), numN = Math.ceil(N / c.blockN);
   if (!sm90Persistent(c)) return [numM, numN, 1];
   if (sm90Cluster(c) === 1) return [Math.min(numM * numN, sms), 1, 1];
-  const pairs = Math.ceil(numM / 2) * numN;
+  const pairs = sm90SharedOperand(c) === "a" ? numM * Math.ceil(numN / 2) : Math.ceil(numM / 2) * numN;
   return [2 * Math.min(pairs, Math.floor(sms / 2)), 1, 1];
 }

@@ -19,6 +19,7 @@ import {
   type Sm90Config,
   sm90MathThreads,
   sm90Persistent,
+  sm90SharedOperand,
   sm90SmemLayout,
   sm90StoreBox,
   sm90Threads,
@@ -136,22 +137,32 @@ export function persistentProducer(c: Sm90Config): string {
  * split in two halves, each CTA loads one and multicasts it to both.
  */
 export function produceKBlock(c: Sm90Config, waitEmpty = true): string {
-  const bLoad = sm90Cluster(c) > 1
+  const shared = sm90SharedOperand(c);
+  const bLoad = shared === "b"
     ? `tma_load_2d_multicast(base + B_OFF + s * B_STAGE + crank * (BN / 2) * BK, &tmB, kb * BK, nB, FULL(s), (unsigned short)3);`
-    : `tma_load_2d(base + B_OFF + s * B_STAGE, &tmB, kb * BK, n0, FULL(s));`;
+    : `tma_load_2d(base + B_OFF + s * B_STAGE, &tmB, kb * BK, ${shared === "a" ? "nB" : "n0"}, FULL(s));`;
+  const aLoad = shared === "a"
+    ? `tma_load_2d_multicast(base + A_OFF + s * A_STAGE + crank * (BM / 2) * BK, &tmA, kb * BK, mH, FULL(s), (unsigned short)3);`
+    : `tma_load_2d(base + A_OFF + s * A_STAGE, &tmA, kb * BK, mA, FULL(s));`;
   // Step d can meet boxes wholly outside the tensor (the dummy partner of an odd last M tile, the upper
   // half of a last N tile narrower than BN/2): point those loads at in-bounds rows instead — their smem
   // rows only feed outputs that are never stored — so no TMA box ever lies entirely out of bounds.
-  const coords = sm90Cluster(c) > 1
+  // Step g's N pairs likewise: the dummy partner of an odd last N tile loads B rows from inside the
+  // tensor, and the half of A a CTA multicasts, when wholly past M, is read from row 0.
+  const coords = shared === "b"
     ? `const int mA = m0 < M ? m0 : 0;
         const int nB = n0 + (int)crank * (BN / 2) < N ? n0 + (int)crank * (BN / 2) : n0;`
+    : shared === "a"
+    ? `const int mA = m0;
+        const int mH = m0 + (int)crank * (BM / 2) < M ? m0 + (int)crank * (BM / 2) : 0;
+        const int nB = n0 < N ? n0 : 0;`
     : "const int mA = m0;";
   return `{
         const u32 s = it % STAGES, ph = (it / STAGES) & 1u;
         ${coords}
         ${waitEmpty ? "mbar_wait(EMPTY(s), ph ^ 1u, STUCK);" : "(void)ph;"}
         mbar_expect_tx(FULL(s), TX_BYTES);
-        tma_load_2d(base + A_OFF + s * A_STAGE, &tmA, kb * BK, mA, FULL(s));
+        ${aLoad}
         ${bLoad}
         ${c.mode === "block" ? "tma_load_2d(base + SA_OFF + s * SA_STAGE, &tmSA, mA, kb, FULL(s));" : ""}
       }`;
@@ -163,10 +174,12 @@ export function produceKBlock(c: Sm90Config, waitEmpty = true): string {
  * acc[BN/2] (wgmma temp), fin[BN/2] (promoted fp32), and the B-scale split.
  */
 export function mathTileSetup(c: Sm90Config): string {
+  // a dummy N tile (step g's N pairs: n0 ≥ N) reads the last scale row; it stores nothing
+  const nS = sm90SharedOperand(c) === "a" ? "min(n0, N - 1)" : "n0";
   const sbSetup = c.mode === "block"
     ? (128 % c.blockN === 0
-      ? `const float* sbLo = sb + (size_t)(n0 / 128) * nK; // the tile lies inside one 128-column scale block`
-      : `const int nb0 = n0 / 128, nbHi = min(nb0 + 1, (N - 1) / 128);
+      ? `const float* sbLo = sb + (size_t)(${nS} / 128) * nK; // the tile lies inside one 128-column scale block`
+      : `const int nb0 = ${nS} / 128, nbHi = min(nb0 + 1, (N - 1) / 128);
       const float* sbLo = sb + (size_t)nb0 * nK;
       const float* sbHi = sb + (size_t)nbHi * nK;
       const int split = 128 - n0 % 128; // tile columns [0, split) use scale block nb0, the rest nb0 + 1`)
@@ -351,9 +364,16 @@ export function tmaEpilogue(): string {
  * The persistent tile walk (steps c–f), shared by producer and math threads so both see the same sequence:
  * defines numM, numN, numTiles, tileStart, tileStep (+ pairsM, crank with clusters) and `TILE_OF(t, mb, nb)`.
  * With 2-CTA clusters the walk is over M pairs: both CTAs of a cluster take the same pair index and sit on
- * M tiles 2·mp and 2·mp + 1 of the same N tile.
+ * M tiles 2·mp and 2·mp + 1 of the same N tile (steps d/f), or over N pairs: N tiles 2·np and 2·np + 1 of
+ * the same M tile (step g with multicast; `group` then counts pairs).
  */
 export function persistentWalk(c: Sm90Config): string {
+  if (sm90SharedOperand(c) === "a") {
+    return `const int numM = (M + BM - 1) / BM, numN = (N + BN - 1) / BN, pairsN = (numN + 1) / 2;
+  const int numTiles = numM * pairsN, tileStart = blockIdx.x / 2, tileStep = gridDim.x / 2;
+  const u32 crank = cluster_rank();
+#define TILE_OF(t, mb, nb) { int np_; tile_coords(t, numM, pairsN, group, mb, np_); nb = 2 * np_ + (int)crank; }`;
+  }
   return sm90Cluster(c) > 1
     ? `const int numM = (M + BM - 1) / BM, numN = (N + BN - 1) / BN, pairsM = (numM + 1) / 2;
   const int numTiles = pairsM * numN, tileStart = blockIdx.x / 2, tileStep = gridDim.x / 2;

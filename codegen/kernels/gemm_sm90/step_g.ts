@@ -50,6 +50,12 @@
  *    issued before this tile's epilogue, so the tensor core works through it while the warpgroup
  *    converts and stores (the first k-block of each tile is peeled; past the last tile a dummy group keeps
  *    the issue unconditional). Measured +0.4–3 % on 256-row tiles (most at K = 1536), −6 % on 128×192.
+ * 6. (session 4) `multicast` (default off): 2-CTA clusters along N, each CTA loads half the A tile and
+ *    multicasts it (L2 reads per 256×128 k-block 48 → 32 KB per CTA). Why try: a source-patched probe
+ *    (no TMA loads at all) ran at 1.79 GHz against 1.54 under ncu — the operand traffic costs clock under
+ *    the 700 W cap — while dropping ¾ of the promotion FFMAs cut 9 % of the cycles at the same clock.
+ *    Measured: 1.5–3 % slower than without on every 256-row shape, 10 % on 128×192 (the pair waits for
+ *    its slower CTA; step d's B multicast measured the same way on c). Kept as an option, tested.
  * Kept: the mbarrier wait's fast path is one `try_wait` + branch (the watchdog's timer reads sit only on
  * the slow path, after a failed try_wait: checked in the SASS by the compile tier); the producer is c's.
  *
@@ -69,6 +75,7 @@
 import { type KernelSource, renderSignature } from "../../kernel_source.ts";
 import {
   assertSm90Config,
+  sm90Cluster,
   type Sm90Config,
   sm90ConfigName,
   sm90Overlap,
@@ -145,7 +152,7 @@ export function leanKBlock(c: Sm90Config, ahead = false): string {
       : "";
     return `${scales}
         wgmma_wait0();
-        ${release ? "if (lane == 0) mbar_arrive(EMPTY(s));" : ""}
+        ${release ? releaseStage(c) : ""}
         ${promote(fin, x)}`;
   };
   const wave0 = `${
@@ -169,6 +176,13 @@ export function leanKBlock(c: Sm90Config, ahead = false): string {
           ph ^= 1u;
         }
       }`;
+}
+
+/** Release stage s: one arrival per math warp, on both CTAs' barriers in a cluster (both write the stage). */
+function releaseStage(c: Sm90Config): string {
+  return sm90Cluster(c) > 1
+    ? "if (lane == 0) { mbar_arrive_cluster(EMPTY(s), 0); mbar_arrive_cluster(EMPTY(s), 1); }"
+    : "if (lane == 0) mbar_arrive(EMPTY(s));";
 }
 
 /**
@@ -295,6 +309,11 @@ ${entry(c)}
     ${ov ? "wgmma_wait0(); // the dummy group issued past the last tile" : ""}
     ${c.epilogue === "tma" ? "if ((threadIdx.x & 127u) == 0u) tma_store_wait_all();" : ""}
   }
+  ${
+    sm90Cluster(c) > 1
+      ? "__syncwarp();\n  cluster_sync(); // no CTA leaves while its peer may still arrive on or multicast into it"
+      : ""
+  }
 }
 `;
   return {
@@ -304,6 +323,7 @@ ${entry(c)}
     params,
     block: [sm90Threads(c), 1, 1],
     sharedBytes: sm90SmemLayout(c).request,
+    cluster: sm90Cluster(c) > 1 ? [2, 1, 1] : undefined,
     minArch: 90,
     archSpecific: true,
     keyParts: { family: "gemm_sm90", step: c.step, codegen: 1 },
