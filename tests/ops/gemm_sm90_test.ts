@@ -296,6 +296,7 @@ gpuTest(
             [{ step: "c", blockM: 64, blockN: 128 }, { step: "g", blockM: 64, blockN: 128 }],
             [{ step: "c", blockN: 128 }, { step: "g", blockM: 256, blockN: 128 }],
             [{ step: "c", blockN: 128 }, { step: "g", blockM: 256, blockN: 128, multicast: true }],
+            [{ step: "c", blockN: 128 }, { step: "g", blockN: 128, overlap: true }],
             [{ step: "c", blockN: 96 }, { step: "g", blockM: 256, blockN: 96, pingpong: false }],
             [{ step: "c", blockN: 112, epilogue: "direct" }, {
               step: "g",
