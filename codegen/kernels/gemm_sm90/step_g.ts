@@ -56,6 +56,17 @@
  *    the 700 W cap — while dropping ¾ of the promotion FFMAs cut 9 % of the cycles at the same clock.
  *    Measured: 1.5–3 % slower than without on every 256-row shape, 10 % on 128×192 (the pair waits for
  *    its slower CTA; step d's B multicast measured the same way on c). Kept as an option, tested.
+ * 7. (session 4, measured, not changed) Where the 256-row tile's remaining ~220 clocks per k-block go: a
+ *    clock64 probe (warps 0 and 4 of CTA 0, k-blocks 8–23, `.carry`-style source patch) read per wave
+ *    ~100 clocks from the turn to the committed group, ~259 from the issue to the wgmma wait returning
+ *    (the group's own 256: waits are not coupled to the other warpgroup's group), and ~370–390 clocks for
+ *    the promotion's 64 FFMAs — although the SASS issues them back to back with stall 1 (ptxas sets the
+ *    alternating yield bits DeepGEMM used to patch in). The promotion runs while the other warpgroup's
+ *    wgmma reads and writes its 64 accumulator registers per k32 step in the same register file, so the
+ *    FFMAs get ~1 issue every 6 clocks; 380 > the 256 clocks the other group hides, so ~130 clocks per
+ *    wave are exposed (consistent with cutting ¾ of the FFMAs saving 117 clocks per k-block). What would
+ *    hide it: a third math warpgroup (512 clocks of other groups per promotion; 192-row tiles, 152
+ *    registers per math thread), or m64n256 groups (256 accumulator registers: spills). Not done.
  * Kept: the mbarrier wait's fast path is one `try_wait` + branch (the watchdog's timer reads sit only on
  * the slow path, after a failed try_wait: checked in the SASS by the compile tier); the producer is c's.
  *
