@@ -66,7 +66,9 @@
  *    FFMAs get ~1 issue every 6 clocks; 380 > the 256 clocks the other group hides, so ~130 clocks per
  *    wave are exposed (consistent with cutting ¾ of the FFMAs saving 117 clocks per k-block). What would
  *    hide it: a third math warpgroup (512 clocks of other groups per promotion; 192-row tiles, 152
- *    registers per math thread), or m64n256 groups (256 accumulator registers: spills). Not done.
+ *    registers per math thread) — but a microbenchmark says hiding is not enough: FFMAs running beside a
+ *    wgmma stream slow the tensor core itself (one FFMA warp per SMSP: a 64×128×128 group 316 → 378
+ *    clocks; two: 476), so the promotion's M·N·K/128 FFMAs cost tensor time wherever they sit. Not done.
  * Kept: the mbarrier wait's fast path is one `try_wait` + branch (the watchdog's timer reads sit only on
  * the slow path, after a failed try_wait: checked in the SASS by the compile tier); the producer is c's.
  *
