@@ -57,18 +57,18 @@
  *    Measured: 1.5–3 % slower than without on every 256-row shape, 10 % on 128×192 (the pair waits for
  *    its slower CTA; step d's B multicast measured the same way on c). Kept as an option, tested.
  * 7. (session 4, measured, not changed) Where the 256-row tile's remaining ~220 clocks per k-block go: a
- *    clock64 probe (warps 0 and 4 of CTA 0, k-blocks 8–23, `.carry`-style source patch) read per wave
- *    ~100 clocks from the turn to the committed group, ~259 from the issue to the wgmma wait returning
- *    (the group's own 256: waits are not coupled to the other warpgroup's group), and ~370–390 clocks for
- *    the promotion's 64 FFMAs — although the SASS issues them back to back with stall 1 (ptxas sets the
- *    alternating yield bits DeepGEMM used to patch in). The promotion runs while the other warpgroup's
- *    wgmma reads and writes its 64 accumulator registers per k32 step in the same register file, so the
- *    FFMAs get ~1 issue every 6 clocks; 380 > the 256 clocks the other group hides, so ~130 clocks per
- *    wave are exposed (consistent with cutting ¾ of the FFMAs saving 117 clocks per k-block). What would
- *    hide it: a third math warpgroup (512 clocks of other groups per promotion; 192-row tiles, 152
- *    registers per math thread) — but a microbenchmark says hiding is not enough: FFMAs running beside a
- *    wgmma stream slow the tensor core itself (one FFMA warp per SMSP: a 64×128×128 group 316 → 378
- *    clocks; two: 476), so the promotion's M·N·K/128 FFMAs cost tensor time wherever they sit. Not done.
+ *    clock64 probe (warps 0 and 4 of CTA 0, k-blocks 8–23, a source patch) read per wave ~100 clocks
+ *    from the turn to the committed group, ~259 from the issue to the wgmma wait returning (the group's
+ *    own 256: the wait is not coupled to the other warpgroup's group), then ~370–390 clocks for the 64
+ *    promotion FFMAs, which the SASS issues back to back (stall 1, the alternating yield bits DeepGEMM
+ *    once patched in). 380 > the 256 clocks the other warpgroup's group covers, so ~130 clocks per wave
+ *    are exposed — consistent with cutting ¾ of the FFMAs saving 117 clocks per k-block. Why the FFMAs
+ *    are that slow is not pinned down: a microbenchmark of FFMA batches beside a wgmma stream gives 90
+ *    clocks per 64 (72 alone), but it also shows the FFMAs slowing the tensor core (a 64×128×128 group
+ *    316 → 378 clocks with one FFMA warp per SMSP, 476 with two), so the promotion's M·N·K/128 FFMAs
+ *    cost tensor time wherever they sit. A third math warpgroup (192-row tiles, 152 registers) would
+ *    give each promotion 512 clocks of cover but not remove that cost, and 192-row tiles quantize badly
+ *    on 4096-row problems (5.33 waves of 132 at 4096×4096). Not done.
  * Kept: the mbarrier wait's fast path is one `try_wait` + branch (the watchdog's timer reads sit only on
  * the slow path, after a failed try_wait: checked in the SASS by the compile tier); the producer is c's.
  *
