@@ -68,7 +68,7 @@ function rungs(
     // g at the same tile without its ping-pong issue order: what the turn barriers themselves bring
     { label: "g nopp", config: { ...chooseSm90Config(M, N, K, "block", device, ["g"]), pingpong: false } },
     // g on 256-row tiles: each math warpgroup runs two 64-row waves per k-block (B read once per 256 rows)
-    { label: "g 256", config: { step: "g", blockM: 256, blockN: 128 } },
+    { label: "g 256", config: { step: "g", blockM: 256, blockN: 128, pingpong: true } },
     // g with the other choice of issuing the next tile's first wgmmas before the epilogue
     (() => {
       const g = chooseSm90Config(M, N, K, "block", device, ["g"]);
