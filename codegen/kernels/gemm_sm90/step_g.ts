@@ -63,12 +63,11 @@
  *    promotion FFMAs, which the SASS issues back to back (stall 1, the alternating yield bits DeepGEMM
  *    once patched in). 380 > the 256 clocks the other warpgroup's group covers, so ~130 clocks per wave
  *    are exposed — consistent with cutting ¾ of the FFMAs saving 117 clocks per k-block. Why the FFMAs
- *    are that slow is not pinned down: a microbenchmark of FFMA batches beside a wgmma stream gives 90
- *    clocks per 64 (72 alone), but it also shows the FFMAs slowing the tensor core (a 64×128×128 group
- *    316 → 378 clocks with one FFMA warp per SMSP, 476 with two), so the promotion's M·N·K/128 FFMAs
- *    cost tensor time wherever they sit. A third math warpgroup (192-row tiles, 152 registers) would
- *    give each promotion 512 clocks of cover but not remove that cost, and 192-row tiles quantize badly
- *    on 4096-row problems (5.33 waves of 132 at 4096×4096). Not done.
+ *    are that slow is not pinned down: a microbenchmark of this k-loop alone (2 or 3 warpgroups taking
+ *    turns, one or two waves, 64 promotion FFMAs, no TMA or mbarriers) runs at 256–261 clocks per group,
+ *    the tensor peak, while in this kernel cutting ¾ of the FFMAs still saves 8–9 %; moving the A-scale
+ *    loads (1–2 %) or the TMA loads (2 % of the cycles) explains little of it. Suspects left: register
+ *    pressure at 232 registers, the producer warp, the TMA writes into shared memory (bench/RESULTS.md).
  * Kept: the mbarrier wait's fast path is one `try_wait` + branch (the watchdog's timer reads sit only on
  * the slow path, after a failed try_wait: checked in the SASS by the compile tier); the producer is c's.
  *
