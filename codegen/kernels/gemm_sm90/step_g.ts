@@ -57,13 +57,13 @@
  *    Measured: 1.5–3 % slower than without on every 256-row shape, 10 % on 128×192 (the pair waits for
  *    its slower CTA; step d's B multicast measured the same way on c). Kept as an option, tested.
  * 7. (session 4, measured, not changed) Where the 256-row tile's remaining ~220 clocks per k-block go: a
- *    clock64 probe (warps 0 and 4 of CTA 0, k-blocks 8–23, a source patch) read per wave ~100 clocks
+ *    clock64 probe (`scripts/sm90_clock_probe.ts`: warps 0 and 4 of CTA 0, k-blocks 8–23) read per wave ~100 clocks
  *    from the turn to the committed group, ~259 from the issue to the wgmma wait returning (the group's
  *    own 256: the wait is not coupled to the other warpgroup's group), then ~370–390 clocks for the 64
  *    promotion FFMAs, which the SASS issues back to back (stall 1, the alternating yield bits DeepGEMM
  *    once patched in). 380 > the 256 clocks the other warpgroup's group covers, so ~130 clocks per wave
  *    are exposed — consistent with cutting ¾ of the FFMAs saving 117 clocks per k-block. Why the FFMAs
- *    are that slow is not pinned down: a microbenchmark of this k-loop alone (2 or 3 warpgroups taking
+ *    are that slow is not pinned down: a microbenchmark of this k-loop alone (`scripts/sm90_pingpong_probe.ts`: 2 or 3 warpgroups taking
  *    turns, one or two waves, 64 promotion FFMAs, no TMA or mbarriers) runs at 256–261 clocks per group,
  *    the tensor peak, while in this kernel cutting ¾ of the FFMAs still saves 8–9 %; moving the A-scale
  *    loads (1–2 %) or the TMA loads (2 % of the cycles) explains little of it. Suspects left: register
