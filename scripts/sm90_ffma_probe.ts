@@ -7,7 +7,10 @@
  * @module
  */
 import { Device, jit, Tensor } from "../mod.ts";
-import { SM90_HELPERS, wgmmaFunction } from "../codegen/kernels/gemm_sm90/ptx.ts";
+import { SM90_HELPERS, wgmmaFunction, wgmmaIssue } from "../codegen/kernels/gemm_sm90/ptx.ts";
+
+/** One 64×128×128 group into `acc` over descriptors `da`, `db` (4 k32 steps, 64 accumulator floats). */
+const GROUP = wgmmaIssue(128, "acc", "64", "4");
 import { TENSORMAP_DECL } from "../codegen/kernel_source.ts";
 const src = `${TENSORMAP_DECL}
 ${SM90_HELPERS}
@@ -28,14 +31,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) ffma_probe(float* out, int 
     for (int j = 0; j < 64; ++j) acc[j] = 0.f;
     const u64 da = desc_sw128(base), db = desc_sw128(base + 8192);
     for (int it = 0; it < iters * 2; ++it) {
-      #pragma unroll
-      for (int j = 0; j < 64; ++j) fence_reg(acc[j]);
-      wgmma_fence();
-      #pragma unroll
-      for (u32 k = 0; k < 4; ++k) wgmma_m64n128k32(acc, da + 2u * k, db + 2u * k, 1u);
-      wgmma_commit();
-      #pragma unroll
-      for (int j = 0; j < 64; ++j) fence_reg(acc[j]);
+      ${GROUP}
       wgmma_wait0();
     }
     t1 = clock64();
@@ -52,14 +48,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) ffma_probe(float* out, int 
     const float sc = 0.999f + lane * 1e-6f;
     unsigned long long tw = 0, tp = 0;
     for (int it = 0; it < iters; ++it) {
-      #pragma unroll
-      for (int j = 0; j < 64; ++j) fence_reg(acc[j]);
-      wgmma_fence();
-      #pragma unroll
-      for (u32 k = 0; k < 4; ++k) wgmma_m64n128k32(acc, da + 2u * k, db + 2u * k, k);
-      wgmma_commit();
-      #pragma unroll
-      for (int j = 0; j < 64; ++j) fence_reg(acc[j]);
+      ${GROUP}
       const unsigned long long a = clock64();
       wgmma_wait0();
       const unsigned long long b = clock64();

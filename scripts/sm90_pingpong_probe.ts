@@ -8,7 +8,10 @@
  * @module
  */
 import { Device, jit, Tensor } from "../mod.ts";
-import { SM90_HELPERS, wgmmaFunction } from "../codegen/kernels/gemm_sm90/ptx.ts";
+import { SM90_HELPERS, wgmmaFunction, wgmmaIssue } from "../codegen/kernels/gemm_sm90/ptx.ts";
+
+/** One 64×128×128 group into `acc` over descriptors `da`, `db` (4 k32 steps, 64 accumulator floats). */
+const GROUP = wgmmaIssue(128, "acc", "64", "4");
 import { TENSORMAP_DECL } from "../codegen/kernel_source.ts";
 const src = (W: number, promote: number, waves = 1) =>
   `${TENSORMAP_DECL}
@@ -32,14 +35,7 @@ extern "C" __global__ void __launch_bounds__(${128 * W}, 1) pp_probe(float* out,
   const unsigned long long t0 = clock64();
   for (int it = 0; it < iters; ++it) {
     named_bar_sync(1u + wg, 256u);
-    #pragma unroll
-    for (int j = 0; j < 64; ++j) fence_reg(acc[j]);
-    wgmma_fence();
-    #pragma unroll
-    for (u32 k = 0; k < 4; ++k) wgmma_m64n128k32(acc, da + 2u * k, db + 2u * k, k);
-    wgmma_commit();
-    #pragma unroll
-    for (int j = 0; j < 64; ++j) fence_reg(acc[j]);
+    ${GROUP}
     bar_arrive(1u + next, 256u);
     wgmma_wait0();
     ${

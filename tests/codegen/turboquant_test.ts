@@ -343,6 +343,12 @@ compileTest(
   },
 );
 
+/** `dec`'s options with a page size of `BS` tokens (the v2/v3 tensor-core decode kernels take any). */
+const paged = (p: string, D: number, x: Parameters<typeof dec>[2], BS: number) => ({
+  ...dec(p, D, x),
+  blockSize: BS,
+});
+
 compileTest(
   "turboquant tensor-core decode v2 kernels (every preset at D 128; D 64/256, G 1/8/16, Hk 1/2/3, pages 32-128, signs, f16)",
   async () => {
@@ -352,19 +358,15 @@ compileTest(
       const cubin = await compiles(tqDecodeV2Kernel(dec(p, 128)), archs);
       if (cubin) sassMma.push(countOpcode(cubin, "HMMA"));
     }
-    const v2 = (p: string, D: number, x: Parameters<typeof dec>[2], BS: number) => ({
-      ...dec(p, D, x),
-      blockSize: BS,
-    });
-    await compiles(tqDecodeV2Kernel(v2("turboquant_3bit_nc", 64, { G: 8, Hk: 4, signs: true }, 16)), [
+    await compiles(tqDecodeV2Kernel(paged("turboquant_3bit_nc", 64, { G: 8, Hk: 4, signs: true }, 16)), [
       "sm_90a",
     ]);
-    await compiles(tqDecodeV2Kernel(v2("turboquant_4bit_nc", 128, { G: 16, Hk: 2, f16: true }, 32)), [
+    await compiles(tqDecodeV2Kernel(paged("turboquant_4bit_nc", 128, { G: 16, Hk: 2, f16: true }, 32)), [
       "sm_90a",
     ]);
-    await compiles(tqDecodeV2Kernel(v2("turboquant_k3v4_nc", 256, { G: 8, Hk: 8 }, 64)), ["sm_90a"]);
-    await compiles(tqDecodeV2Kernel(v2("turboquant_k8v4", 256, { G: 4, Hk: 3 }, 128)), ["sm_90a"]);
-    await compiles(tqDecodeV2Kernel(v2("turboquant_4bit_nc", 64, { G: 1, Hk: 1 }, 16)), ["sm_90a"]);
+    await compiles(tqDecodeV2Kernel(paged("turboquant_k3v4_nc", 256, { G: 8, Hk: 8 }, 64)), ["sm_90a"]);
+    await compiles(tqDecodeV2Kernel(paged("turboquant_k8v4", 256, { G: 4, Hk: 3 }, 128)), ["sm_90a"]);
+    await compiles(tqDecodeV2Kernel(paged("turboquant_4bit_nc", 64, { G: 1, Hk: 1 }, 16)), ["sm_90a"]);
     // the same MMAs per tile as version 1
     if (!sassMma.includes(-1)) assert.deepEqual(sassMma, [16, 24, 24, 24], `HMMA per kernel: ${sassMma}`);
   },
@@ -378,17 +380,13 @@ compileTest(
       const cubin = await compiles(tqDecodeV3Kernel(dec(p, 128)), ["sm_90a"]);
       if (cubin) sass.push(countOpcode(cubin, "HMMA"));
     }
-    const v3 = (p: string, D: number, x: Parameters<typeof dec>[2], BS: number) => ({
-      ...dec(p, D, x),
-      blockSize: BS,
-    });
-    await compiles(tqDecodeV3Kernel(v3("turboquant_3bit_nc", 64, { G: 2, Hk: 16, signs: true }, 32)), [
+    await compiles(tqDecodeV3Kernel(paged("turboquant_3bit_nc", 64, { G: 2, Hk: 16, signs: true }, 32)), [
       "sm_90a",
     ]);
-    await compiles(tqDecodeV3Kernel(v3("turboquant_k3v4_nc", 256, { G: 8, Hk: 8, f16: true }, 128)), [
+    await compiles(tqDecodeV3Kernel(paged("turboquant_k3v4_nc", 256, { G: 8, Hk: 8, f16: true }, 128)), [
       "sm_90a",
     ]);
-    await compiles(tqDecodeV3Kernel(v3("turboquant_k8v4", 128, { G: 4, Hk: 8 }, 64)), ["sm_90a"]);
+    await compiles(tqDecodeV3Kernel(paged("turboquant_k8v4", 128, { G: 4, Hk: 8 }, 64)), ["sm_90a"]);
     if (!sass.includes(-1)) assert.deepEqual(sass, [16, 24, 24, 24], `HMMA per kernel: ${sass}`);
     // 12 KV heads: 6 per CTA × 134-byte slots = 804 bytes per row copy, not whole 16-byte units; with every
     // head in the CTA (Hk 4) a tile is 16 whole page rows, always fine

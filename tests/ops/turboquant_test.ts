@@ -211,11 +211,24 @@ gpuTest("turboquant store: codes vs a float64 matrix-product rotation — index 
   assert.ok(flips / total <= 1e-4, `${flips} flips in ${total} (seed ${rng.seed})`);
 });
 
-/** A random paged cache built by the reference, uploaded; queries; the float64 reference output. */
+/**
+ * A random paged cache built by the reference (blocks in shuffled order); queries; the float64 reference
+ * output. `dtype` is the K/V/q element type (default bf16), `signs` a per-layer sign vector.
+ */
 function decodeCase(
-  o: { preset: string; D: number; Hk: number; G: number; BS: number; seqLens: number[] },
+  o: {
+    preset: string;
+    D: number;
+    Hk: number;
+    G: number;
+    BS: number;
+    seqLens: number[];
+    dtype?: "bf16" | "f16";
+    signs?: Int8Array;
+  },
   rng: Rng,
 ) {
+  const dt = o.dtype ?? "bf16";
   const l = turboQuantLayout(o.preset, o.D), D = o.D, Hk = o.Hk, B = o.seqLens.length;
   const per = o.seqLens.map((L) => Math.ceil(L / o.BS));
   const stride = Math.max(1, ...per) + 1;
@@ -235,13 +248,14 @@ function decodeCase(
     storeReference(
       l,
       geom,
-      values(rng, L * Hk * D, "bf16"),
-      values(rng, L * Hk * D, "bf16", 2),
+      values(rng, L * Hk * D, dt),
+      values(rng, L * Hk * D, dt, 2),
       slots,
       cache,
+      o.signs,
     );
   }
-  const q = values(rng, B * Hk * o.G * D, "bf16", 1.5);
+  const q = values(rng, B * Hk * o.G * D, dt, 1.5);
   const ref = decodeReference(l, {
     q,
     numHeads: Hk * o.G,
@@ -250,6 +264,7 @@ function decodeCase(
     blockTables: bt,
     blockTableStride: stride,
     seqLens: o.seqLens,
+    signs: o.signs,
   });
   return { l, cache, bt, stride, q, ref, numBlocks };
 }
@@ -382,42 +397,9 @@ gpuTest(
         { preset: "turboquant_3bit_nc", Hk: 4, G: 2, BS: 32, seqLens: [77, 250, 1] },
       ]
     ) {
-      const D = 128, l = turboQuantLayout(c.preset, D), Hq = c.Hk * c.G, B = c.seqLens.length;
+      const D = 128, Hq = c.Hk * c.G, B = c.seqLens.length;
       const signs = randomSigns(D, 7 + c.Hk);
-      const per = c.seqLens.map((L) => Math.ceil(L / c.BS)), stride = Math.max(...per) + 1;
-      const numBlocks = per.reduce((a, b) => a + b, 0) + 2;
-      const bt = new Int32Array(B * stride);
-      const geom = { numBlocks, blockSize: c.BS, numKvHeads: c.Hk };
-      const cache = new Uint8Array(numBlocks * c.BS * c.Hk * l.slotBytesAligned);
-      let next = 1;
-      for (let b = 0; b < B; b++) {
-        for (let j = 0; j < per[b]; j++) bt[b * stride + j] = next++;
-        const L = c.seqLens[b];
-        const slots = Array.from(
-          { length: L },
-          (_, t) => bt[b * stride + Math.floor(t / c.BS)] * c.BS + (t % c.BS),
-        );
-        storeReference(
-          l,
-          geom,
-          values(rng, L * c.Hk * D, "f16"),
-          values(rng, L * c.Hk * D, "f16", 2),
-          slots,
-          cache,
-          signs,
-        );
-      }
-      const q = values(rng, B * Hq * D, "f16", 1.5);
-      const ref = decodeReference(l, {
-        q,
-        numHeads: Hq,
-        cache,
-        geom,
-        blockTables: bt,
-        blockTableStride: stride,
-        seqLens: c.seqLens,
-        signs,
-      });
+      const { l, cache, bt, stride, q, ref, numBlocks } = decodeCase({ ...c, D, dtype: "f16", signs }, rng);
       using ct = Tensor.fromHost("u8", [numBlocks, c.BS, c.Hk, l.slotBytesAligned], cache);
       using qt = Tensor.fromFloat("f16", [B, Hq, D], q);
       using btt = Tensor.fromHost("i32", [B, stride], bt);

@@ -24,7 +24,7 @@ import {
   sm90StoreBox,
   sm90Threads,
 } from "./config.ts";
-import { SM90_HELPERS, wgmmaFunction } from "./ptx.ts";
+import { SM90_HELPERS, wgmmaFunction, wgmmaIssue } from "./ptx.ts";
 
 /** The kernel's parameters, in order. Names are what `ops/gemm_sm90.ts` binds arguments by. */
 export function sm90Params(c: Sm90Config): ParamSpec[] {
@@ -205,14 +205,7 @@ export function mathTileSetup(c: Sm90Config): string {
 export function wgmmaGroup(c: Sm90Config, acc: string, rows = "wg * 64u"): string {
   return `const u64 da = desc_sw128(base + A_OFF + s * A_STAGE + (${rows}) * BK);
         const u64 db = desc_sw128(base + B_OFF + s * B_STAGE);
-        #pragma unroll
-        for (int j = 0; j < BN / 2; ++j) fence_reg(${acc}[j]);
-        wgmma_fence();
-        #pragma unroll
-        for (u32 k = 0; k < BK / 32; ++k) wgmma_m64n${c.blockN}k32(${acc}, da + 2u * k, db + 2u * k, k);
-        wgmma_commit();
-        #pragma unroll
-        for (int j = 0; j < BN / 2; ++j) fence_reg(${acc}[j]);`;
+        ${wgmmaIssue(c.blockN, acc, "BN / 2", "BK / 32")}`;
 }
 
 export function mathKBlock(c: Sm90Config): string {
