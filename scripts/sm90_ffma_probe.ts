@@ -11,6 +11,8 @@ import { SM90_HELPERS, wgmmaFunction, wgmmaIssue } from "../codegen/kernels/gemm
 
 /** One 64×128×128 group into `acc` over descriptors `da`, `db` (4 k32 steps, 64 accumulator floats). */
 const GROUP = wgmmaIssue(128, "acc", "64", "4");
+/** The same group accumulating into `acc` (the stream's groups must not be dead code to ptxas). */
+const GROUP_ACC = wgmmaIssue(128, "acc", "64", "4", "1u");
 import { TENSORMAP_DECL } from "../codegen/kernel_source.ts";
 const src = `${TENSORMAP_DECL}
 ${SM90_HELPERS}
@@ -31,7 +33,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) ffma_probe(float* out, int 
     for (int j = 0; j < 64; ++j) acc[j] = 0.f;
     const u64 da = desc_sw128(base), db = desc_sw128(base + 8192);
     for (int it = 0; it < iters * 2; ++it) {
-      ${GROUP}
+      ${GROUP_ACC}
       wgmma_wait0();
     }
     t1 = clock64();

@@ -163,16 +163,17 @@ __device__ __forceinline__ void stmatrix_x4(u32 addr, u32 r0, u32 r1, u32 r2, u3
 
 /**
  * C text of one wgmma group into accumulator array `acc` (`regs` floats per thread): register fences, the
- * warpgroup fence, `steps` m64n{n}k32 wgmmas over descriptors `da`/`db` advanced 32 bytes per step (the
- * first overwrites the accumulator), one commit, fences again. The caller waits for the group. `regs` and
- * `steps` are C expressions (the GEMM steps pass `BN / 2` and `BK / 32`).
+ * warpgroup fence, `steps` m64n{n}k32 wgmmas over descriptors `da`/`db` advanced 32 bytes per step, one
+ * commit, fences again. The caller waits for the group. `regs`, `steps` and `scaleD` are C expressions (the
+ * GEMM steps pass `BN / 2` and `BK / 32`; `scaleD` = `k`: the first step overwrites the accumulator, `1u`:
+ * every step accumulates).
  */
-export function wgmmaIssue(n: number, acc: string, regs: string, steps: string): string {
+export function wgmmaIssue(n: number, acc: string, regs: string, steps: string, scaleD = "k"): string {
   return `#pragma unroll
         for (int j = 0; j < ${regs}; ++j) fence_reg(${acc}[j]);
         wgmma_fence();
         #pragma unroll
-        for (u32 k = 0; k < ${steps}; ++k) wgmma_m64n${n}k32(${acc}, da + 2u * k, db + 2u * k, k);
+        for (u32 k = 0; k < ${steps}; ++k) wgmma_m64n${n}k32(${acc}, da + 2u * k, db + 2u * k, ${scaleD});
         wgmma_commit();
         #pragma unroll
         for (int j = 0; j < ${regs}; ++j) fence_reg(${acc}[j]);`;
