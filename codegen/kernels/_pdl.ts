@@ -51,6 +51,18 @@ template <typename T> __device__ __forceinline__ T* kiln_pdl_after(T* p) {
 `;
 
 /**
+ * The GEMM kernels' PDL point (when `PDL` is 1): let the next kernel launch, wait for the previous one, and
+ * launder the activation pointers `a` and `sa` so that nothing reads them before the wait.
+ */
+export const GEMM_PDL_WAIT: string = `#if PDL
+  kiln_pdl_launch_dependents();
+  kiln_pdl_wait();
+  a = kiln_pdl_after(a);
+  sa = kiln_pdl_after(sa);
+#endif
+`;
+
+/**
  * Activation loads of the mma.sync GEMM kernels (after the GEMM prelude, which defines `ld_keep16`,
  * `load_sa`, `ue8m0_value`): coherent `ld.global` on sm_90 when `pdl`, else the non-coherent loads the
  * kernels always used (`ld_act16` = `ld_keep16`, `ld_act_sa` = `load_sa`).

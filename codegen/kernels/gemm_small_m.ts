@@ -44,7 +44,7 @@ import { renderSignature } from "../kernel_source.ts";
 import type { KernelSource } from "../kernel_source.ts";
 import type { BlockMatmulOp } from "../../dsl/ops/block_matmul.ts";
 import { gemmParams, gemmPrelude, opTag } from "./_gemm_common.ts";
-import { gemmActivationLoads, PDL_PRELUDE } from "./_pdl.ts";
+import { GEMM_PDL_WAIT, gemmActivationLoads, PDL_PRELUDE } from "./_pdl.ts";
 
 /** Compile-time shape of the small-M kernel. */
 export interface SmallMConfig {
@@ -299,13 +299,7 @@ ${sig} {
   Stage s0, s1;
   loadW(s0, 0);
   loadW(s1, 1);
-#if PDL
-  kiln_pdl_launch_dependents();
-  kiln_pdl_wait();
-  a = kiln_pdl_after(a);
-  sa = kiln_pdl_after(sa);
-#endif
-  xp = (const unsigned char*)a + 16 * t;
+${GEMM_PDL_WAIT}  xp = (const unsigned char*)a + 16 * t;
   loadX(s0, 0);
   loadX(s1, 1);
   for (int it = 0; it < nIt; it += 2) {

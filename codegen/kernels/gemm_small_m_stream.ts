@@ -56,7 +56,7 @@ import { renderSignature } from "../kernel_source.ts";
 import type { KernelSource } from "../kernel_source.ts";
 import type { BlockMatmulOp } from "../../dsl/ops/block_matmul.ts";
 import { gemmParams, gemmPrelude, opTag } from "./_gemm_common.ts";
-import { gemmActivationLoads, PDL_PRELUDE } from "./_pdl.ts";
+import { GEMM_PDL_WAIT, gemmActivationLoads, PDL_PRELUDE } from "./_pdl.ts";
 import {
   type SmallMStreamConfig,
   smallMStreamSharedBytes,
@@ -345,13 +345,7 @@ ${sig} {
   int kb0[S];
 #pragma unroll
   for (int s = 0; s < S; s++) kb0[s] = load(ring[s], false);
-#if PDL
-  kiln_pdl_launch_dependents();
-  kiln_pdl_wait();
-  a = kiln_pdl_after(a);
-  sa = kiln_pdl_after(sa);
-#endif
-#pragma unroll
+${GEMM_PDL_WAIT}#pragma unroll
   for (int nt = 0; nt < NT; nt++) xp[nt] = (const unsigned char*)a + (long long)min(8 * nt + g, M - 1) * lda + 16 * t;
 #pragma unroll
   for (int s = 0; s < S; s++)
