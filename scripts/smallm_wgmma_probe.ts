@@ -5,9 +5,9 @@
  * shared ring by a producer thread before the PDL wait; the tokens are staged once per CTA after it; the K
  * blocks of a tile may be split over a cluster whose partials meet in the leader's shared memory (remote
  * stores + a remote mbarrier arrive). No weight byte is converted. Correct (rel. error 1.7e-3, the v1
- * level) but 0.86–1.07× v1 and mostly slower: globaltimer traces (`trace`) show the cost after the PDL
- * wait — tokens 0.6–2 µs (one round trip behind the weight stream), a ring refill round trip when the slice
- * does not fit, and ~1 µs for the cluster's partials to meet.
+ * level) but slower than v1 (best variant per shape 0.90–0.98×): globaltimer traces (`trace`) show the
+ * cost after the PDL wait — tokens 0.6–2 µs (one round trip behind the weight stream), a ring refill round
+ * trip when the slice does not fit, and ~1 µs for the cluster's partials to meet.
  *   deno run -A scripts/smallm_wgmma_probe.ts [bench|trace|--compile]
  * env: SHAPES='[[2112,7168],…]' MS='[1,16]' VAR='[{"cluster":2,"ring":12},…]' (bench: variants of the default)
  *
