@@ -20,9 +20,8 @@ import { PDL_PRELUDE } from "../codegen/kernels/_pdl.ts";
 import { MBAR_HELPERS } from "../codegen/kernels/gemm_sm90/ptx.ts";
 import { blockMatmulOp } from "../dsl/ops/block_matmul.ts";
 import { smallMConfig, smallMGrid, smallMKernel } from "../codegen/kernels/gemm_small_m.ts";
-import { balancedSharedBytes } from "../ops/block_matmul.ts";
+import { cappedShared, stampStats, uploadSmallM } from "./_smallm.ts";
 import { graphUs } from "../bench/gemm.ts";
-import { hostProblem } from "../tests/ops/_gemm_data.ts";
 import { Rng } from "../testing/random.ts";
 import { copyBandwidth, printTable, type Row } from "../bench/_util.ts";
 
@@ -33,35 +32,6 @@ const SHAPES = JSON.parse(
 ) as [number, number][];
 const rows: Row[] = [];
 const pct = (bytes: number, us: number) => (100 * bytes / (us * 1e-6) / copy).toFixed(1);
-/** A block-mode problem with 16 token rows on the device, the weights in enough copies to rotate past L2. */
-function upload(N: number, K: number, rng: Rng) {
-  const p = hostProblem(rng, "block", N, K, 16);
-  const sets = Math.max(1, Math.min(16, Math.ceil((2 * dev.info.l2Bytes) / (N * K))));
-  return {
-    p,
-    sets,
-    bs: Array.from({ length: sets }, () => Tensor.fromHost("fp8e4m3", [N, K], p.b)),
-    sb: Tensor.fromHost("f32", [Math.ceil(N / 128), K / 128], p.bScales),
-    a: Tensor.fromHost("fp8e4m3", [16, K], p.a),
-    sa: Tensor.fromHost("f32", [K / 128, p.P], p.aScales),
-  };
-}
-const cap = (
-  k: { registers: number; staticSharedBytes: number },
-  threads: number,
-  smem: number,
-  grid: number,
-) =>
-  balancedSharedBytes({
-    grid,
-    smCount: dev.info.smCount,
-    threads,
-    registers: k.registers,
-    sharedBytes: smem + k.staticSharedBytes,
-    maxSharedPerSM: dev.info.maxSharedPerSM,
-    maxSharedPerBlock: dev.info.maxSharedPerBlockOptin,
-  }) - k.staticSharedBytes;
-
 if (mode === "stream") {
   const CH = 16384, COPY = Number(Deno.env.get("COPY") ?? CH), WARPS = 4;
   const source = `typedef unsigned int u32;
@@ -170,7 +140,7 @@ extern "C" __global__ void __launch_bounds__(${WARPS * 32}) stream_probe(const u
     `if (${who} && lane == 0) { unsigned long long t_; asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t_)); ` +
     `((unsigned long long*)(((unsigned long long)(out + 16LL * ldc) + 7) & ~7ull))[blockIdx.x * 16 + (${i})] = t_; }\n`;
   for (const [N, K, M] of [[2112, 7168, 1], [7168, 2048, 1], [4096, 7168, 16]]) {
-    const { p, sets, bs, sb, a, sa } = upload(N, K, rng);
+    const d = uploadSmallM(dev, N, K, rng), { p, sets, bs, sb, a, sa } = d;
     const cfg = smallMConfig(M, N, K, dev.info.smCount), base = smallMKernel(blockMatmulOp({ N, K }), cfg);
     let src = base.source;
     const patch = (from: string, to: string) => {
@@ -191,34 +161,23 @@ extern "C" __global__ void __launch_bounds__(${WARPS * 32}) stream_probe(const u
     patch("  // Write out[m][n0 + row]", stamp(13) + "  // Write out[m][n0 + row]");
     src = src.replace(/\n}\n$/, "\n" + stamp(14) + "}\n");
     const ks = { ...base, name: `${base.name}_trace`, source: src };
-    const k = await jit(ks), grid = smallMGrid(N, cfg), sh = cap(k, ks.block[0], ks.sharedBytes, grid);
+    const k = await jit(ks), grid = smallMGrid(N, cfg), sh = cappedShared(dev, k, ks, grid);
     using out = Tensor.empty("bf16", [96, N]);
     const run = (i: number) =>
       k.launch(grid, [a, sa, bs[i % sets], sb, out, M, N, K, K, p.P, N], { sharedBytes: sh });
     out.fill(0);
     const us = await graphUs(run);
-    const raw = new BigUint64Array((out.toHost() as Uint16Array).slice(16 * N).buffer.slice(0, grid * 128));
-    let t0 = 2n ** 63n;
-    for (let b = 0; b < grid; b++) if (raw[b * 16] && raw[b * 16] < t0) t0 = raw[b * 16];
+    const names = ["start", "pdl wait", ...Array.from({ length: 8 }, (_, i) => `K block ${i} done`)];
+    names.push("", "loop end", "last warp end", "reduced", "end");
     console.log(
       `${M}x${N}x${K} ${base.name}: ${
         us.toFixed(2)
       } µs per call; µs after the first CTA's start (median, max):`,
     );
-    const names = ["start", "pdl wait", ...Array.from({ length: 8 }, (_, i) => `K block ${i} done`)];
-    names.push("", "loop end", "last warp end", "reduced", "end");
-    for (let s = 0; s < 15; s++) {
-      const v: number[] = [];
-      for (let b = 0; b < grid; b++) {
-        const x = raw[b * 16 + s];
-        if (x && x >= t0 && x < t0 + 1000000000n) v.push(Number(x - t0) / 1000);
-      }
-      v.sort((x, y) => x - y);
-      if (v.length && names[s]) {
-        console.log(`  ${names[s].padEnd(15)} ${v[v.length >> 1].toFixed(2)}  ${v.at(-1)!.toFixed(2)}`);
-      }
-    }
-    for (const t of [...bs, sb, a, sa]) t.dispose();
+    stampStats(out.toHost() as Uint16Array, N, grid, 15).forEach((st, s) => {
+      if (st && names[s]) console.log(`  ${names[s].padEnd(15)} ${st.med.toFixed(2)}  ${st.max.toFixed(2)}`);
+    });
+    d.dispose();
   }
 } else {
   const A_CONV = `  e4m3x4_to_f16(a0, f.h[0], f.h[2]);
@@ -251,14 +210,14 @@ extern "C" __global__ void __launch_bounds__(${WARPS * 32}) stream_probe(const u
   ];
   const rng = new Rng(3);
   for (const [N, K] of SHAPES) {
-    const { p, sets, bs, sb, a, sa } = upload(N, K, rng);
+    const d = uploadSmallM(dev, N, K, rng), { p, sets, bs, sb, a, sa } = d;
     for (const M of [1, 16]) {
       const cfg = smallMConfig(M, N, K, dev.info.smCount), base = smallMKernel(blockMatmulOp({ N, K }), cfg);
       if (!base.source.includes(A_CONV)) throw new Error("the v1 conversion anchor moved");
       const row: Row = { shape: `${M}x${N}x${K}`, cfg: `rt${cfg.rt} nt${cfg.nt} wk${cfg.wk}` };
       for (const [tag, rep] of VARIANTS) {
         const ks = { ...base, name: `${base.name}_${tag}`, source: base.source.replace(A_CONV, rep) };
-        const k = await jit(ks), grid = smallMGrid(N, cfg), sh = cap(k, ks.block[0], ks.sharedBytes, grid);
+        const k = await jit(ks), grid = smallMGrid(N, cfg), sh = cappedShared(dev, k, ks, grid);
         using out = Tensor.empty("bf16", [M, N]);
         const run = (i: number) =>
           k.launch(grid, [a, sa, bs[i % sets], sb, out, M, N, K, K, p.P, N], { sharedBytes: sh });
@@ -268,7 +227,7 @@ extern "C" __global__ void __launch_bounds__(${WARPS * 32}) stream_probe(const u
       rows.push(row);
       console.error(JSON.stringify(row));
     }
-    for (const t of [...bs, sb, a, sa]) t.dispose();
+    d.dispose();
   }
   printTable(
     `v1 weight-conversion probe (${dev.info.name}, copy ${(copy / 1e12).toFixed(2)} TB/s): µs (% copy)`,

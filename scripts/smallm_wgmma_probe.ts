@@ -21,9 +21,9 @@ import { GEMM_PDL_WAIT, gemmActivationLoads, PDL_PRELUDE } from "../codegen/kern
 import { SM90_HELPERS, wgmmaFunction } from "../codegen/kernels/gemm_sm90/ptx.ts";
 import { Device, encodeTensorMap, jit, Tensor } from "../mod.ts";
 import { smallMConfig, smallMGrid, smallMKernel } from "../codegen/kernels/gemm_small_m.ts";
-import { balancedSharedBytes } from "../ops/block_matmul.ts";
+import { cappedShared, stampStats, uploadSmallM } from "./_smallm.ts";
 import { graphUs } from "../bench/gemm.ts";
-import { checkOutput, hostProblem, sampleCols, SampledReference } from "../tests/ops/_gemm_data.ts";
+import { checkOutput, sampleCols, SampledReference } from "../tests/ops/_gemm_data.ts";
 import { Rng } from "../testing/random.ts";
 import { copyBandwidth, printTable, type Row } from "../bench/_util.ts";
 
@@ -386,14 +386,8 @@ const MS = JSON.parse(Deno.env.get("MS") ?? "[1,16]") as number[];
 const VAR = JSON.parse(Deno.env.get("VAR") ?? "[]") as Partial<SmallMWgmmaConfig>[];
 const rows: Row[] = [];
 for (const [N, K] of SHAPES) {
-  const p = hostProblem(rng, "block", N, K, 16);
+  const d = uploadSmallM(dev, N, K, rng), { p, sets, bs, sb, a, sa } = d;
   const ref = new SampledReference(p, Array.from({ length: 16 }, (_, i) => i), sampleCols(N, K, rng, 4e6));
-  // weights rotated past L2, so every call streams them from DRAM
-  const sets = Math.max(1, Math.min(16, Math.ceil((2 * dev.info.l2Bytes) / (N * K))));
-  const bs = Array.from({ length: sets }, () => Tensor.fromHost("fp8e4m3", [N, K], p.b));
-  const sb = Tensor.fromHost("f32", [Math.ceil(N / 128), K / 128], p.bScales);
-  const a = Tensor.fromHost("fp8e4m3", [16, K], p.a);
-  const sa = Tensor.fromHost("f32", [K / 128, p.P], p.aScales);
   const op = blockMatmulOp({ N, K });
   const maps = new Map<number, Uint8Array[]>();
   const mapsFor = (r: number) => {
@@ -427,17 +421,7 @@ for (const [N, K] of SHAPES) {
       const k = await jit(ks);
       const c3 = cfg as SmallMWgmmaConfig;
       const grid = kind === "v1" ? smallMGrid(N, cfg as typeof v1) : smallMWgmmaGrid(N, c3);
-      const sh = kind === "v1"
-        ? balancedSharedBytes({
-          grid,
-          smCount: dev.info.smCount,
-          threads: ks.block[0],
-          registers: k.registers,
-          sharedBytes: ks.sharedBytes + k.staticSharedBytes,
-          maxSharedPerSM: dev.info.maxSharedPerSM,
-          maxSharedPerBlock: dev.info.maxSharedPerBlockOptin,
-        }) - k.staticSharedBytes
-        : ks.sharedBytes;
+      const sh = kind === "v1" ? cappedShared(dev, k, ks, grid) : ks.sharedBytes;
       // trace: the stamps go after out's 16 rows
       using out = Tensor.empty("bf16", [mode === "trace" ? 96 : M, N]);
       const args = (i: number) => {
@@ -451,11 +435,6 @@ for (const [N, K] of SHAPES) {
       const err = checkOutput(out.toHost() as Uint16Array, "bf16", M, N, ref, ks.name);
       const us = Math.min(await graphUs(run), await graphUs(run));
       if (mode === "trace") {
-        const raw = new BigUint64Array(
-          (out.toHost() as Uint16Array).slice(16 * N).buffer.slice(0, grid * 128),
-        );
-        let t0 = 2n ** 63n;
-        for (let b = 0; b < grid; b++) if (raw[b * 16] && raw[b * 16] < t0) t0 = raw[b * 16];
         const names = [
           "start",
           "pdl wait",
@@ -465,26 +444,19 @@ for (const [N, K] of SHAPES) {
           "compute end",
           "partials",
           "end",
-          "issued",
         ];
+        names.push("issued");
         console.log(
           `${ks.name}: ${us.toFixed(2)} µs per call (graph of 20); µs after the first CTA's start:`,
         );
-        for (let s = 0; s < 9; s++) {
-          const v: number[] = [];
-          for (let b = 0; b < grid; b++) {
-            const r = raw[b * 16 + s]; // stamps only the leaders write are 0xffff… (the poison) elsewhere
-            if (r && r !== 0xffffffffffffffffn) v.push(Number(r - t0) / 1000);
-          }
-          v.sort((x, y) => x - y);
-          if (v.length) {
-            console.log(
-              `  ${names[s].padEnd(12)} med ${v[v.length >> 1].toFixed(2)}  p90 ${
-                v[Math.floor(v.length * 0.9)].toFixed(2)
-              }  max ${v.at(-1)!.toFixed(2)}`,
-            );
-          }
-        }
+        stampStats(out.toHost() as Uint16Array, N, grid, 9).forEach((st, s) => {
+          if (!st) return;
+          console.log(
+            `  ${names[s].padEnd(12)} med ${st.med.toFixed(2)}  p90 ${st.p90.toFixed(2)}  max ${
+              st.max.toFixed(2)
+            }`,
+          );
+        });
         continue;
       }
       if (!base) base = us;
@@ -502,7 +474,7 @@ for (const [N, K] of SHAPES) {
       console.error(JSON.stringify(rows.at(-1)));
     }
   }
-  for (const t of [...bs, sb, a, sa]) t.dispose();
+  d.dispose();
 }
 if (rows.length) {
   printTable(`wgmma small-M probe (${dev.info.name}, copy ${(copy / 1e12).toFixed(2)} TB/s)`, rows);
